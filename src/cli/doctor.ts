@@ -9,6 +9,7 @@ import { ModelError } from "../model/types.js";
 import { createBackend } from "../sandbox/index.js";
 import { diagnoseDaytona, type DaytonaDoctorOptions } from "../sandbox/daytonaDoctor.js";
 import { loadTask } from "../tasks/load.js";
+import { describeNodeRuntime, nodeRuntimeStatus } from "../util/nodeRuntime.js";
 import { dim, green, red, yellow } from "./render.js";
 import { modelConfig, tokenClientConfig, type ModelCliOptions } from "./options.js";
 
@@ -36,7 +37,7 @@ export interface DoctorSandboxOptions {
 export type DoctorDeps = Pick<DaytonaDoctorOptions, "loadSdk" | "fetch" | "env">;
 
 export async function doctorCommand(o: ModelCliOptions & DoctorSandboxOptions & { skipModel?: boolean; skipSandbox?: boolean }, deps: DoctorDeps = {}): Promise<number> {
-  const findings: Finding[] = [];
+  const findings: Finding[] = [describeNodeRuntime(nodeRuntimeStatus())];
   if (!o.skipModel) findings.push(...(await checkModel(o)));
   if (!o.skipSandbox) findings.push(...(o.backend === "daytona" ? await checkDaytona(o, deps) : await checkSandbox()));
   for (const f of findings) {
