@@ -1,6 +1,6 @@
 // Streams a JSONL file line by line with each line's byte offset, without holding more than one read
-// buffer (plus the longest line) in memory. The offsets let a viewer later open one record by seeking.
-import { open } from "node:fs/promises";
+// buffer (plus the longest line) in memory. Files are opened below a root without following links. The offsets let a viewer later open one record by seeking.
+import { openUnder } from "../util/safeRead.js";
 
 export interface JsonlLine {
   /** 1-based line number */
@@ -21,10 +21,11 @@ const CHUNK = 8 * 1024 * 1024;
  */
 export async function scanJsonl(
   file: string,
+  root: string,
   onLine: (line: JsonlLine) => void,
   onProgress?: (bytesRead: number) => void,
 ): Promise<{ bytes: number; lines: number }> {
-  const fh = await open(file, "r");
+  const fh = await openUnder(root, file);
   try {
     let buf = Buffer.allocUnsafe(CHUNK);
     let filled = 0; // bytes of buf holding data
@@ -77,9 +78,9 @@ function emit(buf: Buffer, start: number, end: number, bufStart: number, lineNo:
   onLine({ lineNo, offset: bufStart + start, length: e - start, text: buf.toString("utf8", start, e) });
 }
 
-/** Reads `length` bytes at `offset` of `file` as UTF-8 (one JSONL record). */
-export async function readRange(file: string, offset: number, length: number): Promise<string> {
-  const fh = await open(file, "r");
+/** Reads `length` bytes at `offset` of `file` (below `root`, see util/safeRead.ts) as UTF-8 (one JSONL record). */
+export async function readRange(file: string, root: string, offset: number, length: number): Promise<string> {
+  const fh = await openUnder(root, file);
   try {
     const buf = Buffer.allocUnsafe(length);
     const { bytesRead } = await fh.read(buf, 0, length, offset);

@@ -1,8 +1,8 @@
 // Readers for the explorer and the HTML report. They never throw on bad data: every problem becomes an
 // Issue (file + one-line problem) and whatever can still be read is returned.
-import { readdir, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import path from "node:path";
-import { MAX_JSON_BYTES, isRegularFile, readTextCapped } from "./safeRead.js";
+import { MAX_JSON_BYTES, isRegularFile, listDir, readTextCapped } from "../util/safeRead.js";
 import { JobConfig, TrialResultCore } from "../jobs/schema.js";
 import { TamperReport, tamperSummary } from "../jobs/tamper.js";
 import { Trajectory } from "../agent/schema.js";
@@ -60,6 +60,8 @@ export interface RolloutSetRef {
   /** run name: the `{run}` of `{run}_rollouts_{shard}.jsonl` */
   run: string;
   dir: string;
+  /** the dir files are opened below (the explorer's root); default `dir` */
+  root?: string;
   shards: string[];
   trainerLogprobs: { step: number; file: string }[];
 }
@@ -85,12 +87,12 @@ export function describeError(err: unknown): string {
   return msg.split("\n")[0].slice(0, 300);
 }
 
-/** Reads and parses a JSON file; on failure records an issue and returns undefined. */
-export async function readJsonFile(file: string, issues: Issue[], root?: string): Promise<unknown> {
+/** Reads and parses a JSON file below `root`; on failure records an issue and returns undefined. */
+export async function readJsonFile(file: string, issues: Issue[], root: string): Promise<unknown> {
   let text: string;
   try {
-    // job dirs may hold files a sandbox planted: regular files only, no links, bounded size
-    text = await readTextCapped(file, MAX_JSON_BYTES, root);
+    // job dirs may hold files a sandbox or a local user planted: regular files only, no link on the way, bounded size
+    text = await readTextCapped(file, root, MAX_JSON_BYTES);
   } catch (err) {
     issues.push({ file, problem: `cannot read: ${describeError(err)}` });
     return undefined;
@@ -105,10 +107,6 @@ export async function readJsonFile(file: string, issues: Issue[], root?: string)
     issues.push({ file, problem: `invalid JSON (truncated or not JSON): ${describeError(err)}` });
     return undefined;
   }
-}
-
-async function isFile(file: string): Promise<boolean> {
-  return isRegularFile(file);
 }
 
 function looksLikeJobConfig(v: unknown): boolean {
@@ -139,7 +137,7 @@ export async function discoverSources(root: string, maxDepth = 3): Promise<Disco
   const walk = async (dir: string, depth: number): Promise<void> => {
     let entries;
     try {
-      entries = await readdir(dir, { withFileTypes: true });
+      entries = await listDir(dir, out.root);
     } catch (err) {
       out.issues.push({ file: dir, problem: `cannot list: ${describeError(err)}` });
       return;
@@ -154,14 +152,14 @@ export async function discoverSources(root: string, maxDepth = 3): Promise<Disco
       if (shard) {
         const key = `${dir}\0${shard[1]}`;
         let set = sets.get(key);
-        if (!set) sets.set(key, (set = { run: shard[1], dir, shards: [], trainerLogprobs: [] }));
+        if (!set) sets.set(key, (set = { run: shard[1], dir, root: out.root, shards: [], trainerLogprobs: [] }));
         set.shards.push(path.join(dir, e.name));
         continue;
       }
       const tl = TRAINER_LOGPROBS.exec(e.name);
       if (tl) trainer.push({ run: tl[1], dir, step: Number(tl[2]), file: path.join(dir, e.name) });
     }
-    if (await isJobDir(dir, entries.some((e) => e.isFile() && e.name === "config.json"), subdirs.map((d) => d.name))) {
+    if (await isJobDir(out.root, dir, entries.some((e) => e.isFile() && e.name === "config.json"), subdirs.map((d) => d.name))) {
       out.jobs.push(dir);
       return;
     }
@@ -192,17 +190,17 @@ export async function discoverSources(root: string, maxDepth = 3): Promise<Disco
   return out;
 }
 
-async function isJobDir(dir: string, hasConfig: boolean, subdirs: string[]): Promise<boolean> {
+async function isJobDir(root: string, dir: string, hasConfig: boolean, subdirs: string[]): Promise<boolean> {
   if (hasConfig) {
-    const cfg = await readJsonFile(path.join(dir, "config.json"), []);
+    const cfg = await readJsonFile(path.join(dir, "config.json"), [], root);
     if (looksLikeJobConfig(cfg)) return true;
   }
   // Harbor-style job dir: trial dirs whose result.json names a task (a job's own result.json names a job).
   // Check a few, not all, to stay shallow.
   for (const name of subdirs.slice(0, 20)) {
     const file = path.join(dir, name, "result.json");
-    if (!(await isFile(file))) continue;
-    const r = obj(await readJsonFile(file, []));
+    if (!(await isRegularFile(file, root))) continue;
+    const r = obj(await readJsonFile(file, [], root));
     if (r ? "task_name" in r || "trial_name" in r : /__/.test(name)) return true;
   }
   return false;
@@ -312,21 +310,22 @@ function tamperOf(raw: unknown): Pick<TrialRow, "tamper" | "tamperFindings"> {
   return { tamper: tamperSummary(parsed.data).slice(0, 300), tamperFindings: findings };
 }
 
-/** Reads a job dir: config.json (optional for Harbor dirs) and every trial's result.json. */
-export async function loadJob(jobDir: string): Promise<JobData> {
+/** Reads a job dir below `root` (default: the job dir itself): config.json (optional for Harbor dirs) and every trial's result.json. */
+export async function loadJob(jobDir: string, root = jobDir): Promise<JobData> {
   const dir = path.resolve(jobDir);
+  const isFile = (file: string) => isRegularFile(file, root);
   const issues: Issue[] = [];
   const job: JobData = { dir, name: path.basename(dir), benchmark: null, model: null, agent: null, k: null, trials: [], pending: 0, issues };
   let entries;
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = await listDir(dir, root);
   } catch (err) {
     issues.push({ file: dir, problem: `cannot open job dir: ${describeError(err)}` });
     return job;
   }
   const configFile = path.join(dir, "config.json");
   if (entries.some((e) => e.name === "config.json")) {
-    const raw = await readJsonFile(configFile, issues);
+    const raw = await readJsonFile(configFile, issues, root);
     if (raw !== undefined) {
       const cfg = JobConfig.safeParse(raw);
       const o = obj(raw) ?? {};
@@ -356,7 +355,7 @@ export async function loadJob(jobDir: string): Promise<JobData> {
         if (await isFile(path.join(trialDir, "config.json"))) job.pending++;
         return null;
       }
-      const raw = await readJsonFile(resultFile, issues);
+      const raw = await readJsonFile(resultFile, issues, root);
       if (raw === undefined) return null;
       const row = trialRowFromResult(raw, trialDir, { benchmark: job.benchmark, model: job.model }, issues);
       if (row && !(await isFile(row.trajectory!))) {
@@ -371,10 +370,10 @@ export async function loadJob(jobDir: string): Promise<JobData> {
   return job;
 }
 
-/** A trajectory file, raw (so partial files still render) plus what is wrong with it. */
+/** A trajectory file below `root` (default: its own dir), raw (so partial files still render) plus what is wrong with it. */
 export async function loadTrajectory(
   file: string,
-  root?: string,
+  root = path.dirname(file),
 ): Promise<{ trajectory: Record<string, unknown> | null; issues: Issue[]; raw?: string }> {
   const issues: Issue[] = [];
   const raw = await readJsonFile(file, issues, root);

@@ -59,6 +59,16 @@ export function esc(s: unknown): string {
   return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 }
 
+/**
+ * A link to `file` relative to the report's dir `fromDir`: every segment percent-encoded and the whole starting
+ * with `./` or `../`, so that no name becomes a scheme, a host, a query or a fragment (a trial dir named
+ * `javascript:alert(1)%2F%2F__0` was a live `javascript:` link in the report).
+ */
+export function fileHref(fromDir: string, file: string): string {
+  const rel = path.relative(fromDir, file).split(path.sep).map(encodeURIComponent).join("/");
+  return rel.startsWith("../") ? rel : `./${rel}`;
+}
+
 /** JSON that is safe inside <script>: no `</script>`, no HTML comment openers. */
 export function scriptJson(value: unknown): string {
   return JSON.stringify(value).replace(/</g, "\\u003c").replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
@@ -163,7 +173,7 @@ export async function buildReportData(jobDirs: string[], opts: ReportOptions = {
       trials.push({
         ...rest,
         job: job.name,
-        trajectoryHref: t.trajectory ? path.relative(baseDir, t.trajectory).split(path.sep).join("/") : null,
+        trajectoryHref: t.trajectory ? fileHref(baseDir, t.trajectory) : null,
         trajectoryRef: ref,
       });
     }

@@ -57,6 +57,8 @@ export interface RunIndex {
   version: number;
   run: string;
   dir: string;
+  /** the dir its files are opened below */
+  root: string;
   shards: FileStamp[];
   trainerFiles: (FileStamp & { step: number })[];
   tasks: string[];
@@ -219,7 +221,7 @@ const emptySamples = (): SampleColumns => ({
   responseTokens: [], modelTokens: [], toolCalls: [], toolErrors: [], shard: [], offset: [], length: [],
 });
 
-async function indexShardFile(stamp: FileStamp, onBytes: (n: number) => void): Promise<ShardFileIndex> {
+async function indexShardFile(stamp: FileStamp, root: string, onBytes: (n: number) => void): Promise<ShardFileIndex> {
   const issues: Issue[] = [];
   const s = emptySamples();
   const taskIds = new Map<string, number>();
@@ -233,6 +235,7 @@ async function indexShardFile(stamp: FileStamp, onBytes: (n: number) => void): P
   try {
     await scanJsonl(
       stamp.file,
+      root,
       ({ lineNo, offset, length, text }) => {
         let r: Record<string, unknown>;
         try {
@@ -287,7 +290,7 @@ async function indexShardFile(stamp: FileStamp, onBytes: (n: number) => void): P
   return { kind: "shard", stamp, tasks: [...taskIds.keys()], exits: [...exitIds.keys()], cols: s, issues };
 }
 
-async function indexTrainerFile(stamp: FileStamp, fileStep: number, onBytes: (n: number) => void): Promise<TrainerFileIndex> {
+async function indexTrainerFile(stamp: FileStamp, root: string, fileStep: number, onBytes: (n: number) => void): Promise<TrainerFileIndex> {
   const issues: Issue[] = [];
   const out: TrainerFileIndex = {
     kind: "trainer", stamp, step: [], sampleIdx: [], advantage: [], modelTokens: [], maskedIfPos: [], maskedIfNeg: [],
@@ -297,6 +300,7 @@ async function indexTrainerFile(stamp: FileStamp, fileStep: number, onBytes: (n:
   try {
     await scanJsonl(
       stamp.file,
+      root,
       ({ lineNo, offset, length, text }) => {
         let r: Record<string, unknown>;
         try {
@@ -409,6 +413,7 @@ export async function runIndexIsStale(set: RolloutSetRef, index: RunIndex): Prom
 /** Loads (cached) or builds the index of a rollout set. Never throws on bad data: see `issues`. */
 export async function loadRunIndex(set: RolloutSetRef, opts: LoadRunOptions = {}): Promise<RunIndex> {
   const cacheDir = opts.cacheDir === undefined ? defaultCacheDir() : opts.cacheDir;
+  const root = set.root ?? set.dir;
   const issues: Issue[] = [];
   const shardStamps = (await Promise.all(set.shards.map((f) => stampOf(f, issues)))).filter((s): s is FileStamp => s !== null);
   const trainerStamps: (FileStamp & { step: number })[] = [];
@@ -431,7 +436,7 @@ export async function loadRunIndex(set: RolloutSetRef, opts: LoadRunOptions = {}
   for (const st of toScan) {
     const onBytes = (n: number) => opts.onProgress?.({ bytesDone: bytesBefore + n, bytesTotal });
     const trainer = trainerStamps.find((t) => t === st);
-    const idx = trainer ? await indexTrainerFile(st, trainer.step, onBytes) : await indexShardFile(st, onBytes);
+    const idx = trainer ? await indexTrainerFile(st, root, trainer.step, onBytes) : await indexShardFile(st, root, onBytes);
     bytesBefore += st.size;
     loaded.set(st, idx);
     await writeCached(cacheDir, idx);
@@ -516,6 +521,7 @@ function mergeIndexes(
     version: INDEX_VERSION,
     run: set.run,
     dir: set.dir,
+    root: set.root ?? set.dir,
     shards: shards.map((x) => x.stamp),
     trainerFiles: trainerStamps,
     tasks: [...tasks.keys()],
@@ -696,7 +702,7 @@ export async function readSample(
   else {
     const file = index.shards[s.shard[row]].file;
     try {
-      record = parseJsonWithNaN(await readRange(file, s.offset[row], s.length[row])) as Record<string, unknown>;
+      record = parseJsonWithNaN(await readRange(file, index.root, s.offset[row], s.length[row])) as Record<string, unknown>;
     } catch (err) {
       issues.push({ file, problem: `cannot read record at byte ${s.offset[row]}: ${describeError(err)} (file changed since indexing?)` });
     }
@@ -707,7 +713,7 @@ export async function readSample(
     const file = index.trainerFiles[d.file[i]].file;
     try {
       // The line may be a packed micro-batch: keep only this sample's tokens.
-      const line = parseJsonWithNaN(await readRange(file, d.offset[i], d.length[i])) as Record<string, unknown>;
+      const line = parseJsonWithNaN(await readRange(file, index.root, d.offset[i], d.length[i])) as Record<string, unknown>;
       const samples = trainerLineSamples(line);
       const mine = typeof samples === "string" ? undefined : samples.find((x: TrainerSample) => x.sample_idx === sampleIdx);
       if (mine) trainer = { ...mine };

@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { describeError, discoverSources, loadJob, loadTrajectory, type Discovered, type Issue, type JobData, type RolloutSetRef } from "./load.js";
 import { listSamples, loadRunIndex, readSample, runIndexIsStale, stepAggregates, type IndexProgress, type RunIndex, type SampleFilter } from "./rlIndex.js";
 import { chartJsSource } from "./ui/chartjs.js";
-import { isRegularFile, isUnder, readTail } from "./safeRead.js";
+import { isRegularFile, readTail } from "../util/safeRead.js";
 import { redactAll } from "../util/redact.js";
 import { STYLE_CSS } from "./ui/style.js";
 import { COMMON_JS } from "./ui/common.js";
@@ -72,7 +72,7 @@ export async function startExplorer(opts: ExplorerOptions): Promise<Explorer> {
     if (!dir) throw new HttpError(404, `no job dir "${id}" under ${root}`);
     const cached = jobs.get(id);
     if (cached && Date.now() - cached.at < FRESH_MS) return cached.value;
-    const value = loadJob(dir);
+    const value = loadJob(dir, root);
     jobs.set(id, { at: Date.now(), value });
     return value;
   }
@@ -224,7 +224,8 @@ export async function startExplorer(opts: ExplorerOptions): Promise<Explorer> {
     "/api/trajectory-file": async (q) => {
       const rel = need(q, "path");
       const abs = path.resolve(root, rel);
-      if (!insideRoot(abs) || !abs.endsWith(".json") || !(await isUnder(root, abs))) throw new HttpError(403, `only .json files under ${root} can be opened`);
+      // opened below the root one component at a time, no link followed (see util/safeRead.ts)
+      if (!insideRoot(abs) || !abs.endsWith(".json")) throw new HttpError(403, `only .json files under ${root} can be opened`);
       return { path: abs, ...(await loadTrajectory(abs, root)) };
     },
   };

@@ -2,10 +2,11 @@
 // dir that holds trials: a result.json that misses tmax's fields is read with defaults and what was missing is said.
 // Harbor's trial names carry no attempt index, so runs are assigned: per task, trials ordered by started_at
 // (a missing start sorts last), ties broken by trial name; trial i of that order is run i.
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { TrialResultCore } from "./schema.js";
 import { TamperReport } from "./tamper.js";
+import { isRegularFileSync, listDirSync, readTextCappedSync } from "../util/safeRead.js";
 
 export const RUN_ASSIGNMENT_BY_START = "per task by started_at, ties by trial name (the trial names carry no attempt index)";
 export const RUN_ASSIGNMENT_BY_ATTEMPT = "by the attempt index tmax records (`<task>__<attempt>`)";
@@ -55,9 +56,11 @@ const obj = (v: unknown): Json | null => (typeof v === "object" && v !== null &&
 const str = (v: unknown): string | null => (typeof v === "string" && v !== "" ? v : null);
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
 
-function readJson(file: string, issues: ReadJob["issues"]): unknown {
+// A job dir may hold what a sandbox or a local user planted: every file is opened below the job dir without
+// following a link (util/safeRead.ts), regular files only, size capped.
+function readJson(file: string, root: string, issues: ReadJob["issues"]): unknown {
   try {
-    return JSON.parse(readFileSync(file, "utf8"));
+    return JSON.parse(readTextCappedSync(file, root));
   } catch (e) {
     issues.push({ file, problem: `unreadable (${(e as Error).message.split("\n")[0].slice(0, 120)})` });
     return undefined;
@@ -90,22 +93,23 @@ export function readJob(jobDir: string): ReadJob {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`job dir not found: ${dir}`);
   const issues: ReadJob["issues"] = [];
   const configFile = path.join(dir, "config.json");
-  const config = existsSync(configFile) ? obj(readJson(configFile, issues)) : null;
+  const isFile = (file: string) => isRegularFileSync(file, dir);
+  const config = existsSync(configFile) ? obj(readJson(configFile, dir, issues)) : null;
   const format: ReadJob["format"] =
     config?.schema === "tmax.job/v2" ? "tmax" : config?.schema === "tmax.job/v1" ? "tmax-v1" : config && (Array.isArray(config.agents) || "n_attempts" in config) ? "harbor" : "unknown";
 
   const trials: (Omit<ReadTrial, "attempt"> & { attempt: number | null })[] = [];
   let pending = 0;
   const incomplete: { trial: string; missing: string[] }[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+  for (const entry of listDirSync(dir, dir).sort((a, b) => (a.name < b.name ? -1 : 1))) {
     if (!entry.isDirectory() || entry.name.startsWith(".")) continue;
     const trialDir = path.join(dir, entry.name);
     const file = path.join(trialDir, "result.json");
-    if (!existsSync(file)) {
-      if (existsSync(path.join(trialDir, "config.json"))) pending++;
+    if (!isFile(file)) {
+      if (isFile(path.join(trialDir, "config.json"))) pending++;
       continue;
     }
-    const r = obj(readJson(file, issues));
+    const r = obj(readJson(file, dir, issues));
     if (!r) continue;
     if (!str(r.task_name) && !str(r.trial_name) && !obj(r.verifier_result) && !("exception_info" in r)) continue; // not a trial
     const missing = missingFields(r);
@@ -117,8 +121,13 @@ export function readJob(jobDir: string): ReadJob {
     let excType = exc ? str(exc.exception_type) ?? "Exception" : null;
     let excMessage = exc ? str(exc.exception_message) ?? "" : "";
     // Harbor also leaves exception.txt next to a failed trial's result
-    if (!exc && existsSync(path.join(trialDir, "exception.txt"))) {
-      const text = readFileSync(path.join(trialDir, "exception.txt"), "utf8");
+    if (!exc && isFile(path.join(trialDir, "exception.txt"))) {
+      let text = "";
+      try {
+        text = readTextCappedSync(path.join(trialDir, "exception.txt"), dir);
+      } catch (e) {
+        issues.push({ file: path.join(trialDir, "exception.txt"), problem: `unreadable (${(e as Error).message.split("\n")[0].slice(0, 120)})` });
+      }
       excType = /^(\w+(Error|Exception))\b/m.exec(text)?.[1] ?? "Exception";
       excMessage = text.trim().split("\n").pop()?.slice(0, 300) ?? "";
     }
@@ -155,7 +164,7 @@ export function readJob(jobDir: string): ReadJob {
     ordered.forEach((t, i) => assigned.push({ ...t, attempt: byStart ? i : t.attempt! }));
   }
 
-  const first = trials.length ? readFirstResult(trials[0]!.dir) : null;
+  const first = trials.length ? readFirstResult(trials[0]!.dir, dir) : null;
   const agentCfg = obj(Array.isArray(config?.agents) ? config!.agents[0] : null);
   const datasetCfg = obj(Array.isArray(config?.datasets) ? config!.datasets[0] : null);
   const model =
@@ -194,9 +203,9 @@ export function readJob(jobDir: string): ReadJob {
   };
 }
 
-function readFirstResult(trialDir: string): Json | null {
+function readFirstResult(trialDir: string, root: string): Json | null {
   try {
-    return obj(JSON.parse(readFileSync(path.join(trialDir, "result.json"), "utf8")));
+    return obj(JSON.parse(readTextCappedSync(path.join(trialDir, "result.json"), root)));
   } catch {
     return null;
   }

@@ -13,6 +13,7 @@ import { engineError, oneLine, statusCode } from "./engine.js";
 import { podmanCliBuild, usePodmanCli, type BuildNetwork } from "./buildNetwork.js";
 import { ensureHostGuard } from "./hostGuard.js";
 import { linkLeadsOut } from "../util/fs.js";
+import { argWords, bothReadings, parseDockerfile, shellWord } from "./dockerfile.js";
 import { listTree, packItems, type LocalEntry, type PackItem } from "./tarball.js";
 import { SandboxError } from "./types.js";
 
@@ -42,7 +43,6 @@ const DEFAULT_BUILD_TIMEOUT_SEC = 1800;
 // FROM rewriting
 
 const FROM_LINE = /^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$/i;
-const STAGE_NAME = /^\s+AS\s+(\S+)/i;
 
 interface FromLine {
   line: number; // 1-based
@@ -51,18 +51,18 @@ interface FromLine {
   internal: boolean;
 }
 
+/** The FROM instructions as Docker reads them (see dockerfile.ts), with stage references and ARG-built names marked. */
 function scanFromLines(text: string): FromLine[] {
   const stages = new Set<string>();
   const out: FromLine[] = [];
-  text.split("\n").forEach((raw, i) => {
-    const m = FROM_LINE.exec(raw.replace(/\r$/, ""));
-    if (!m) return;
-    const image = m[3];
+  for (const ins of parseDockerfile(text).instructions) {
+    if (ins.keyword !== "FROM" || ins.onbuild) continue;
+    const [image, as, stage] = argWords(ins);
+    if (!image) continue;
     const internal = image.includes("$") || stages.has(image.toLowerCase()) || image.toLowerCase() === "scratch";
-    out.push({ line: i + 1, image, internal });
-    const stage = STAGE_NAME.exec(m[4]);
-    if (stage) stages.add(stage[1].toLowerCase());
-  });
+    out.push({ line: ins.line, image, internal });
+    if (as?.toLowerCase() === "as" && stage) stages.add(stage.toLowerCase());
+  }
   return out;
 }
 
@@ -117,70 +117,46 @@ function imageMapper(map: Record<string, string>): (ref: string) => string | und
 export function rewriteFromLines(dockerfileText: string, map: Record<string, string>): string {
   if (Object.keys(map).length === 0) return dockerfileText;
   const lookup = imageMapper(map);
-  const internalLines = new Set(scanFromLines(dockerfileText).filter((f) => f.internal).map((f) => f.line));
+  // the FROM instructions Docker sees; one whose image is not on its first line (a continuation) is left alone
+  const external = new Map(scanFromLines(dockerfileText).filter((f) => !f.internal).map((f) => [f.line, f.image]));
   return dockerfileText
     .split("\n")
     .map((raw, i) => {
       const cr = raw.endsWith("\r") ? "\r" : "";
       const m = FROM_LINE.exec(cr ? raw.slice(0, -1) : raw);
-      if (!m || internalLines.has(i + 1)) return raw;
+      if (!m || external.get(i + 1) !== m[3]) return raw;
       const to = lookup(m[3]);
       return to === undefined ? raw : `${m[1]}${m[2]}${to}${m[4]}${cr}`;
     })
     .join("\n");
 }
 
-/**
- * The Dockerfile's instructions as logical lines (continuations joined, comment lines dropped), with the line
- * each starts on. Honours the `# escape=` parser directive, so a backtick continuation is joined too.
- * `ONBUILD X` is returned as `X`: its trigger runs in a later build that starts FROM this image.
- */
-export function dockerfileInstructions(dockerfileText: string): Array<{ line: number; text: string }> {
-  const lines = dockerfileText.split("\n").map((l) => l.replace(/\r$/, ""));
-  let escape = "\\";
-  // parser directives: `# key=value` lines at the very top
-  for (const l of lines) {
-    const d = /^\s*#\s*([a-z]+)\s*=\s*(\S*)\s*$/i.exec(l);
-    if (!d) break;
-    if (d[1]!.toLowerCase() === "escape" && (d[2] === "`" || d[2] === "\\")) escape = d[2];
-  }
-  const cont = new RegExp(`${escape === "`" ? "`" : "\\\\"}\\s*$`);
-  const out: Array<{ line: number; text: string }> = [];
-  for (let i = 0; i < lines.length; i++) {
-    if (/^\s*(#|$)/.test(lines[i]!)) continue;
-    const start = i;
-    let logical = lines[i]!;
-    while (cont.test(logical) && i + 1 < lines.length) {
-      i++;
-      if (/^\s*#/.test(lines[i]!)) continue; // comment lines inside a continuation are removed
-      logical = logical.replace(cont, " ") + lines[i]!;
-    }
-    out.push({ line: start + 1, text: logical.trim().replace(/^ONBUILD\s+/i, "") });
-  }
-  return out;
-}
+// ---------------------------------------------------------------------------------------------------------
+// Refused instructions (read by the one Dockerfile parser, dockerfile.ts, in both its readings)
 
 const NETWORK_REASON = "builds never use the host's network or an insecure sandbox";
 const MOUNT_RW_REASON = "a writable bind mount writes into the build context on the host, where a link planted by one RUN step is followed on the host by the next mount";
 const MOUNT_FROM_REASON = "podman resolves the mount source of another stage or image on the host, following links in it; copy with COPY --from instead";
+const FALSE = new Set(["false", "0", "f"]);
 
 /**
  * The first RUN flag that would leave the build sandbox: `--network=<anything but none/default>` (newer
  * BuildKit and buildah honour `--network=host`), `--security=insecure`, or a `--mount` with `from=` (or a
  * variable, which can expand to one). Measured on podman 4.3: a link made in an earlier stage
  * (`ln -s /root /evil`), mounted with `--mount=type=bind,from=<stage>,source=evil,rw` or `type=cache,from=…`,
- * is followed on the host: host files read and written. A writable bind mount (`rw`) is refused too: measured,
+ * is followed on the host: host files read and written. A writable bind mount is refused too: measured,
  * `--mount=type=bind,source=.,target=/ctx,rw ln -s /host/dir /ctx/evil` planted a link in the host's copy of the
- * context, and a later `--mount=type=bind,source=evil,rw` wrote into /host/dir. Continuation lines are joined.
+ * context, and a later `--mount=type=bind,source=evil,rw` wrote into /host/dir. Podman 4.3 makes a bind mount
+ * writable for any `rw`/`readwrite` option whatever its value (measured: `rw=false` wrote), BuildKit for
+ * `ro=false`: both count as writable. Flags are read as the engine reads them (quotes, escapes, continuations).
  */
 export function refusedRunFlag(dockerfileText: string): { line: number; flag: string; reason: string } | undefined {
-  for (const { line, text } of dockerfileInstructions(dockerfileText)) {
-    const m = /^RUN\s+((?:--\S+\s+)+)/i.exec(text);
-    if (!m) continue;
-    for (const flag of m[1]!.trim().split(/\s+/)) {
+  for (const { line, keyword, flags } of bothReadings(dockerfileText)) {
+    if (keyword !== "RUN") continue;
+    for (const flag of flags) {
       const eq = flag.indexOf("=");
       const name = (eq < 0 ? flag : flag.slice(0, eq)).replace(/^--/, "").toLowerCase();
-      const raw = eq < 0 ? "" : flag.slice(eq + 1).replace(/^["']|["']$/g, "");
+      const raw = eq < 0 ? "" : flag.slice(eq + 1);
       const v = raw.toLowerCase();
       if (name === "network" && v !== "none" && v !== "default") return { line, flag, reason: NETWORK_REASON };
       if (name === "security" && v !== "sandbox") return { line, flag, reason: NETWORK_REASON };
@@ -191,7 +167,7 @@ export function refusedRunFlag(dockerfileText: string): { line: number; flag: st
         }));
         if (raw.includes("$") || opts.has("from")) return { line, flag, reason: MOUNT_FROM_REASON };
         const type = opts.get("type") ?? "bind";
-        const writable = ["rw", "readwrite"].some((k) => opts.has(k) && !["false", "0"].includes(opts.get(k)!)) || ["ro", "readonly"].some((k) => ["false", "0"].includes(opts.get(k) ?? ""));
+        const writable = opts.has("rw") || opts.has("readwrite") || ["ro", "readonly"].some((k) => FALSE.has(opts.get(k) ?? "-"));
         if (type === "bind" && writable) return { line, flag, reason: MOUNT_RW_REASON };
       }
     }
@@ -200,28 +176,39 @@ export function refusedRunFlag(dockerfileText: string): { line: number; flag: st
 }
 
 /**
- * The first `ADD` source that the engine would fetch itself: a URL (`http://…`, `git@…`, any `scheme://`) or a
- * source built from a variable (an ARG or ENV can hold a URL). Podman fetches ADD URLs in the host's network
- * namespace whatever the build network (measured: `ADD http://127.0.0.1:<port>/…` read a 127.0.0.1-only
- * server with `--network none`), so such a source is refused; a task downloads with RUN instead.
+ * The first `ADD` source that the engine would fetch itself, read as a shell word the way the engine reads it
+ * (quotes removed, escapes applied: `ADD "http://127.0.0.1:…"` passed the old text check, measured, and podman
+ * fetched it): a URL (`http://…`, any `scheme://`), a git remote (`git@host:…`, `user@host:path`, `github.com/…`),
+ * a source built from a variable (an ARG, an ENV or the base image's environment can hold a URL), or a word the
+ * engine cannot read. Podman fetches ADD URLs in the host's network namespace whatever the build network
+ * (measured: `ADD http://127.0.0.1:<port>/…` read a 127.0.0.1-only server with `--network none`), so such a source
+ * is refused; a task downloads with RUN instead. Heredoc sources (`ADD <<EOF /f`) are content.
  */
 export function refusedAddSource(dockerfileText: string): { line: number; source: string } | undefined {
-  for (const { line, text } of dockerfileInstructions(dockerfileText)) {
-    const m = /^ADD\s+(.*)$/i.exec(text);
-    if (!m) continue;
-    let rest = m[1]!.trim();
-    while (/^--\S+/.test(rest)) rest = rest.replace(/^--\S+\s*/, "");
-    let args: string[];
-    try {
-      const json: unknown = rest.startsWith("[") ? JSON.parse(rest) : undefined;
-      args = Array.isArray(json) ? json.map(String) : rest.split(/\s+/);
-    } catch {
-      args = rest.split(/\s+/);
-    }
-    for (const source of args.slice(0, -1)) {
-      if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) || /^git@/i.test(source) || source.includes("$")) return { line, source };
+  const { escape } = parseDockerfile(dockerfileText);
+  for (const ins of bothReadings(dockerfileText)) {
+    if (ins.keyword !== "ADD") continue;
+    const words = argWords(ins);
+    for (const source of words.slice(0, -1)) {
+      if (ins.heredocs.some((h) => /^\d*<<-?/.test(source) && source.includes(h.name))) continue;
+      const w = shellWord(source, escape);
+      if (w.error || w.variables.length || isRemoteSource(w.value)) return { line: ins.line, source };
     }
   }
+  return undefined;
+}
+
+/** A source the engine fetches over the network rather than from the context. */
+function isRemoteSource(src: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(src) || /^[\w.-]+@[^/:\s]+:/.test(src) || /^github\.com\//i.test(src);
+}
+
+/** The first instruction a build refuses, as one line for an error: `<file> line N: …`. */
+export function dockerfileRefusal(dockerfileText: string, file: string): string | undefined {
+  const run = refusedRunFlag(dockerfileText);
+  const add = refusedAddSource(dockerfileText);
+  if (run && (!add || run.line <= add.line)) return `${file} line ${run.line}: RUN ${run.flag} is refused (${run.reason})`;
+  if (add) return `${file} line ${add.line}: ADD ${JSON.stringify(add.source)} is refused (the engine would fetch it from the host's network; download with RUN instead)`;
   return undefined;
 }
 

@@ -10,6 +10,9 @@
 // and rejects the rest (TCP with a reset, so a connect fails at once instead of hanging).
 // A chain of the same name in the mangle table drops what the bridges send to the cloud metadata address
 // (169.254.0.0/16, DNS excepted; fd00:ec2::254), where a cloud VM serves its instance credentials.
+// Published container ports are DNAT'd before INPUT, so a second pair of chains (TMAX_HOST_GUARD_DNAT) marks in
+// mangle PREROUTING what the bridges send to a local address and rejects it on FORWARD (Docker Engine:
+// DOCKER-USER) once it was DNAT'd; see guardPlan.
 //
 // It is installed by `npm run setup` and, on a local rootful podman engine, again before the first bridge
 // sandbox of a process (idempotent; the chain is rewritten atomically with `iptables-restore --noflush`).
@@ -38,36 +41,87 @@ export function guardInterfaces(env: NodeJS.ProcessEnv = process.env, engine: "p
   return list;
 }
 
-interface Family {
+/** The packet mark bit the guard sets (mangle, before any DNAT) on what the bridges send to an address of this host. */
+export const GUARD_MARK = "0x1000";
+/** The chain pair (mangle: mark, filter: reject) for published ports, kept apart from GUARD_CHAIN's rules. */
+export const GUARD_DNAT_CHAIN = "TMAX_HOST_GUARD_DNAT";
+
+type Hook = "INPUT" | "PREROUTING" | "FORWARD" | "DOCKER-USER";
+
+/** One chain of the guard: its rules, and the built-in (or Docker's) chain that jumps to it for each bridge. */
+export interface GuardChain {
+  table: "filter" | "mangle" | "nat";
+  chain: string;
+  hook: Hook;
+  rules: string[];
+}
+
+export interface GuardPlan {
   tool: "iptables" | "ip6tables";
   restore: "iptables-restore" | "ip6tables-restore";
-  /** One chain per table, each jumped to from `hook` for packets arriving on the bridges. */
-  tables: Array<{ table: "filter" | "mangle"; hook: "INPUT" | "PREROUTING"; rules: string[] }>;
+  chains: GuardChain[];
 }
 
 const DNS = ["-p udp -m udp --dport 53 -j RETURN", "-p tcp -m tcp --dport 53 -j RETURN"];
 const REPLIES = "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN";
 
-const FAMILIES: Family[] = [
-  {
-    tool: "iptables",
-    restore: "iptables-restore",
-    tables: [
-      { table: "filter", hook: "INPUT", rules: [REPLIES, ...DNS, "-p tcp -j REJECT --reject-with tcp-reset", "-j REJECT --reject-with icmp-port-unreachable"] },
+/**
+ * The guard's chains for one family. `forwardHook` is where forwarded traffic is filtered: FORWARD, or Docker
+ * Engine's DOCKER-USER chain when it exists (Docker puts its own ACCEPT rules in FORWARD, after a jump to
+ * DOCKER-USER that it keeps first, and leaves DOCKER-USER's rules alone).
+ *
+ * Published ports: a container started with `-p 8000:8000` (a containerised model server) is reached through a
+ * DNAT rule in nat PREROUTING for every local address, so a bridge's packet to <host address>:8000 is rewritten to
+ * the container's address and forwarded: INPUT never sees it (measured: open through the host's IP and the
+ * gateway with the INPUT guard in place). Two rules close that:
+ *   - nat PREROUTING, first: what the bridges send to a local address (DNS excepted, as on INPUT) is ACCEPTed
+ *     there, which ends the table's PREROUTING before the engine's DNAT rules: the packet stays addressed to the
+ *     host and INPUT rejects it at once (a reset);
+ *   - a backstop for a DNAT this table does not hold (an engine's own nftables table): mangle PREROUTING, before
+ *     any NAT, marks what the bridges send to a local address, and the forward hook rejects a marked packet whose
+ *     connection was DNAT'd (the reset cannot be un-NAT'd there, so the connect fails by timing out).
+ * Container-to-container and internet traffic is untouched (its destination is not a local address).
+ */
+export function guardPlan(family: "ipv4" | "ipv6", forwardHook: "FORWARD" | "DOCKER-USER" = "FORWARD"): GuardPlan {
+  const v6 = family === "ipv6";
+  const unreachable = v6 ? "icmp6-port-unreachable" : "icmp-port-unreachable";
+  const marked = `-m mark --mark ${GUARD_MARK}/${GUARD_MARK} -m conntrack --ctstate DNAT`;
+  return {
+    tool: v6 ? "ip6tables" : "iptables",
+    restore: v6 ? "ip6tables-restore" : "iptables-restore",
+    chains: [
+      {
+        table: "filter", chain: GUARD_CHAIN, hook: "INPUT",
+        rules: [REPLIES, ...DNS, ...(v6 ? ["-p ipv6-icmp -j RETURN"] : []), "-p tcp -j REJECT --reject-with tcp-reset", `-j REJECT --reject-with ${unreachable}`],
+      },
       // cloud instance metadata (credentials) answers on link-local 169.254.169.254, routed, not local: dropped
       // before routing; DNS stays open (some clouds resolve on 169.254.169.253)
-      { table: "mangle", hook: "PREROUTING", rules: [...DNS, "-d 169.254.0.0/16 -j DROP"] },
+      { table: "mangle", chain: GUARD_CHAIN, hook: "PREROUTING", rules: [...DNS, v6 ? "-d fd00:ec2::254/128 -j DROP" : "-d 169.254.0.0/16 -j DROP"] },
+      { table: "nat", chain: GUARD_DNAT_CHAIN, hook: "PREROUTING", rules: [...DNS, "-m addrtype --dst-type LOCAL -j ACCEPT"] },
+      { table: "mangle", chain: GUARD_DNAT_CHAIN, hook: "PREROUTING", rules: [...DNS, `-m addrtype --dst-type LOCAL -j MARK --set-xmark ${GUARD_MARK}/${GUARD_MARK}`] },
+      {
+        table: "filter", chain: GUARD_DNAT_CHAIN, hook: forwardHook,
+        rules: [`${marked} -p tcp -j REJECT --reject-with tcp-reset`, `${marked} -j REJECT --reject-with ${unreachable}`],
+      },
     ],
-  },
-  {
-    tool: "ip6tables",
-    restore: "ip6tables-restore",
-    tables: [
-      { table: "filter", hook: "INPUT", rules: [REPLIES, ...DNS, "-p ipv6-icmp -j RETURN", "-p tcp -j REJECT --reject-with tcp-reset", "-j REJECT --reject-with icmp6-port-unreachable"] },
-      { table: "mangle", hook: "PREROUTING", rules: [...DNS, "-d fd00:ec2::254/128 -j DROP"] },
-    ],
-  },
-];
+  };
+}
+
+/** The `*-restore --noflush` input that (re)writes every chain of `plan`: declaring a chain creates or empties it. */
+export function restoreScript(plan: GuardPlan): string {
+  const lines: string[] = [];
+  for (const table of ["filter", "mangle", "nat"] as const) {
+    const chains = plan.chains.filter((c) => c.table === table);
+    if (!chains.length) continue;
+    lines.push(`*${table}`, ...chains.map((c) => `:${c.chain} - [0:0]`), ...chains.flatMap((c) => c.rules.map((r) => `-A ${c.chain} ${r}`)), "COMMIT");
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** The arguments (after `-t <table>`) of the jump from `c.hook` to `c.chain` for packets arriving on `iface`. */
+export function jumpArgs(c: GuardChain, iface: string): string[] {
+  return [c.hook, "-i", iface, "-j", c.chain];
+}
 
 interface RunResult {
   code: number;
@@ -92,12 +146,25 @@ function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
   });
 }
 
-async function available(f: Family): Promise<boolean> {
-  return (await run(f.tool, ["--version"])).code === 0;
+async function available(tool: GuardPlan["tool"]): Promise<boolean> {
+  return (await run(tool, ["--version"])).code === 0;
+}
+
+/** The plans of the families this host has (IPv4 always, IPv6 when ip6tables exists), each with its forward hook. */
+async function hostPlans(): Promise<GuardPlan[]> {
+  const plans: GuardPlan[] = [];
+  for (const family of ["ipv4", "ipv6"] as const) {
+    const tool = family === "ipv4" ? "iptables" : "ip6tables";
+    if (family === "ipv6" && !(await available(tool))) continue;
+    // Docker Engine's DOCKER-USER chain runs before Docker's own ACCEPT rules in FORWARD
+    const dockerUser = (await run(tool, ["-w", "-t", "filter", "-S", "DOCKER-USER"])).code === 0;
+    plans.push(guardPlan(family, dockerUser ? "DOCKER-USER" : "FORWARD"));
+  }
+  return plans;
 }
 
 export interface GuardStatus {
-  /** True when every available family has the chain with the expected rules and a jump for every interface. */
+  /** True when every available family has the chains with the expected rules and a jump for every interface. */
   installed: boolean;
   /** One line: what is there or what is missing. */
   detail: string;
@@ -105,60 +172,63 @@ export interface GuardStatus {
 
 /** Reads the firewall (needs root): is the guard in place for IPv4 (and IPv6 when ip6tables exists)? */
 export async function hostGuardStatus(ifaces = guardInterfaces()): Promise<GuardStatus> {
-  if (!(await available(FAMILIES[0]!))) return { installed: false, detail: "iptables is not installed" };
+  if (!(await available("iptables"))) return { installed: false, detail: "iptables is not installed" };
   const missing: string[] = [];
-  for (const f of FAMILIES) {
-    if (f.tool === "ip6tables" && !(await available(f))) continue;
-    for (const t of f.tables) {
-      const listed = await run(f.tool, ["-w", "-t", t.table, "-S", GUARD_CHAIN]);
+  for (const plan of await hostPlans()) {
+    for (const c of plan.chains) {
+      const listed = await run(plan.tool, ["-w", "-t", c.table, "-S", c.chain]);
       if (listed.code !== 0) {
         if (/permission denied|must be root/i.test(listed.out)) return { installed: false, detail: `cannot read the firewall: ${listed.out.split("\n")[0]}` };
-        missing.push(`${f.tool} ${t.table} chain ${GUARD_CHAIN}`);
+        missing.push(`${plan.tool} ${c.table} chain ${c.chain}`);
         continue;
       }
-      const have = listed.out.split("\n").filter((l) => l.startsWith(`-A ${GUARD_CHAIN} `)).length;
-      if (have !== t.rules.length) missing.push(`${f.tool} ${t.table} ${GUARD_CHAIN} rules (${have} of ${t.rules.length})`);
+      const have = listed.out.split("\n").filter((l) => l.startsWith(`-A ${c.chain} `)).length;
+      if (have !== c.rules.length) missing.push(`${plan.tool} ${c.table} ${c.chain} rules (${have} of ${c.rules.length})`);
       for (const i of ifaces) {
-        if ((await run(f.tool, ["-w", "-t", t.table, "-C", t.hook, "-i", i, "-j", GUARD_CHAIN])).code !== 0) missing.push(`${f.tool} ${t.hook} jump for ${i}`);
+        if ((await run(plan.tool, ["-w", "-t", c.table, "-C", ...jumpArgs(c, i)])).code !== 0) missing.push(`${plan.tool} ${c.table} ${c.hook} jump to ${c.chain} for ${i}`);
       }
     }
   }
   return missing.length
     ? { installed: false, detail: `missing: ${missing.join(", ")}` }
-    : { installed: true, detail: `${GUARD_CHAIN} on ${ifaces.join(" ")}: bridge containers cannot open connections to the host or the cloud metadata address` };
+    : { installed: true, detail: `${GUARD_CHAIN} on ${ifaces.join(" ")}: bridge containers cannot open connections to the host, its published ports or the cloud metadata address` };
 }
 
 /** Installs (or repairs) the guard. Throws with one line when the firewall cannot be changed. */
 export async function installHostGuard(ifaces = guardInterfaces()): Promise<void> {
-  if (!(await available(FAMILIES[0]!))) throw new Error("iptables is not installed (apt-get install iptables)");
-  for (const f of FAMILIES) {
-    if (f.tool === "ip6tables" && !(await available(f))) continue;
-    // --noflush keeps every other rule; declaring the chain creates it or empties it, so the rewrite is atomic
-    const script = f.tables.flatMap((t) => [`*${t.table}`, `:${GUARD_CHAIN} - [0:0]`, ...t.rules.map((r) => `-A ${GUARD_CHAIN} ${r}`), "COMMIT"]).join("\n") + "\n";
-    const restored = await run(f.restore, ["-w", "--noflush"], script);
-    if (restored.code !== 0) throw new Error(`${f.restore} failed: ${restored.out.split("\n")[0] || `exit ${restored.code}`}`);
-    for (const t of f.tables) {
+  if (!(await available("iptables"))) throw new Error("iptables is not installed (apt-get install iptables)");
+  for (const plan of await hostPlans()) {
+    // --noflush keeps every other rule; each chain is rewritten in one transaction per family
+    const restored = await run(plan.restore, ["-w", "--noflush"], restoreScript(plan));
+    if (restored.code !== 0) throw new Error(`${plan.restore} failed: ${restored.out.split("\n")[0] || `exit ${restored.code}`}`);
+    for (const c of plan.chains) {
       for (const i of ifaces) {
-        if ((await run(f.tool, ["-w", "-t", t.table, "-C", t.hook, "-i", i, "-j", GUARD_CHAIN])).code === 0) continue;
-        const inserted = await run(f.tool, ["-w", "-t", t.table, "-I", t.hook, "1", "-i", i, "-j", GUARD_CHAIN]);
-        if (inserted.code !== 0) throw new Error(`${f.tool} -t ${t.table} -I ${t.hook} failed: ${inserted.out.split("\n")[0]}`);
+        if ((await run(plan.tool, ["-w", "-t", c.table, "-C", ...jumpArgs(c, i)])).code === 0) continue;
+        const [hook, ...rest] = jumpArgs(c, i);
+        const inserted = await run(plan.tool, ["-w", "-t", c.table, "-I", hook!, "1", ...rest]);
+        if (inserted.code !== 0) throw new Error(`${plan.tool} -t ${c.table} -I ${hook} failed: ${inserted.out.split("\n")[0]}`);
       }
     }
   }
 }
 
-/** Removes every jump to the chains (whatever their interface) and the chains themselves, in both families. */
+/** Removes every jump to the guard's chains (whatever their interface or hook) and the chains, in both families. */
 export async function removeHostGuard(): Promise<void> {
-  for (const f of FAMILIES) {
-    if (!(await available(f))) continue;
-    for (const t of f.tables) {
-      const hook = await run(f.tool, ["-w", "-t", t.table, "-S", t.hook]);
+  for (const family of ["ipv4", "ipv6"] as const) {
+    const plan = guardPlan(family);
+    if (!(await available(plan.tool))) continue;
+    // FORWARD and DOCKER-USER both: the hook in use depends on whether Docker Engine was there at install time
+    const hooks = [...plan.chains, { ...plan.chains.at(-1)!, hook: "DOCKER-USER" as const }];
+    for (const c of hooks) {
+      const hook = await run(plan.tool, ["-w", "-t", c.table, "-S", c.hook]);
       for (const line of hook.out.split("\n")) {
-        const m = new RegExp(`^-A ${t.hook} (.*-j ${GUARD_CHAIN})$`).exec(line.trim());
-        if (m) await run(f.tool, ["-w", "-t", t.table, "-D", t.hook, ...m[1]!.split(/\s+/)]);
+        const m = new RegExp(`^-A ${c.hook} (.*-j ${c.chain})$`).exec(line.trim());
+        if (m) await run(plan.tool, ["-w", "-t", c.table, "-D", c.hook, ...m[1]!.split(/\s+/)]);
       }
-      await run(f.tool, ["-w", "-t", t.table, "-F", GUARD_CHAIN]);
-      await run(f.tool, ["-w", "-t", t.table, "-X", GUARD_CHAIN]);
+    }
+    for (const c of plan.chains) {
+      await run(plan.tool, ["-w", "-t", c.table, "-F", c.chain]);
+      await run(plan.tool, ["-w", "-t", c.table, "-X", c.chain]);
     }
   }
 }

@@ -1,6 +1,8 @@
 // `tmax tasks check`: every problem of every task (loader errors plus lint warnings), one line each.
 import path from "node:path";
 import { KNOWN_TOML_KEYS } from "./harbor.js";
+import { dockerfileRefusal } from "../sandbox/build.js";
+import { parseDockerfile } from "../sandbox/dockerfile.js";
 import { readTextIfFile } from "./files.js";
 import { loadDataset } from "./load.js";
 import type { Task, TaskProblem } from "./types.js";
@@ -52,8 +54,14 @@ async function lintHarborFiles(taskName: string, dir: string): Promise<TaskProbl
     }
   }
   const dockerfile = await readTextIfFile(path.join(dir, "environment", "Dockerfile"));
-  if (dockerfile !== null && !/^\s*FROM\s+\S+/im.test(dockerfile)) {
-    out.push({ task: taskName, file: "environment/Dockerfile", message: "has no FROM line", severity: "error" });
+  if (dockerfile !== null) {
+    // read by the same parser as the build (continuations, directives, heredocs)
+    const file = "environment/Dockerfile";
+    if (!parseDockerfile(dockerfile).instructions.some((i) => i.keyword === "FROM" && i.args.trim())) {
+      out.push({ task: taskName, file, message: "has no FROM line", severity: "error" });
+    }
+    const refused = dockerfileRefusal(dockerfile, "Dockerfile");
+    if (refused) out.push({ task: taskName, file, message: `a local build refuses it: ${refused}`, severity: "error" });
   }
   return out;
 }

@@ -59,8 +59,25 @@ const KEY_PATTERNS: RegExp[] = [
   /\bAKIA[0-9A-Z]{16}\b/g,
   /\bxox[abprs]-[A-Za-z0-9-]{10,}/g,
   /(\bBearer\s+)[A-Za-z0-9._~+/=-]{20,}/gi,
-  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
+  pemPrivateKey(),
 ];
+
+/**
+ * A PEM private key block, bounded: the BEGIN line, then at most 256 lines that look like a key (base64 of up to
+ * 16384 characters, or an RFC 1421 header such as `Proc-Type: 4,ENCRYPTED`), then the END line when there is one.
+ * Line breaks are real ones or JSON's `\n` escapes (explorer answers and the report's data are JSON). Before, an
+ * unterminated block ran to the end of the text (`[\s\S]*?…|$`): the HTML report shrank from 243 KB to 17 KB and the
+ * explorer's JSON answer was cut mid-string. Each line is matched atomically (a lookahead and a back-reference), so
+ * nothing backtracks, and a line that is not all key (`AFTER-KEY`, `ok done`), a quote, `<`, `&` or a lone backslash
+ * ends the block: what is left stays valid JSON/HTML.
+ */
+function pemPrivateKey(): RegExp {
+  const nl = String.raw`(?:\r?\n|\\r\\n|\\n)`;
+  const line = String.raw`[A-Za-z][A-Za-z0-9-]{0,40}:[ \t]?[A-Za-z0-9,+/= -]{0,200}|[A-Za-z0-9+/=]{1,16384}`;
+  const label = "[A-Z0-9 ]{0,40}PRIVATE KEY";
+  // a line counts only as a whole: not followed by more of the characters a key or header line holds
+  return new RegExp(`-----BEGIN ${label}-----(?:${nl}+(?=(${line})(?![A-Za-z0-9+/=:,. -]))\\1){0,256}(?:${nl}-----END ${label}-----)?`, "g");
+}
 
 /** Known values and common key shapes masked: for anything shown to a person (explorer, reports). */
 export function redactAll(text: string): string {

@@ -161,7 +161,7 @@ test("report data: model-card cells are mean ± SEM over runs, with std and n", 
   assert.equal(h.n, 1);
   assert.equal(h.mean, 1);
   const trial = d.trials.find((t) => t.model === "qwen3.5-9b-tmax" && t.task === "count-lines" && t.attempt === 0)!;
-  assert.equal(trial.trajectoryHref, "data/jobs/qwen-tb/count-lines__0/agent/trajectory.json");
+  assert.equal(trial.trajectoryHref, "./data/jobs/qwen-tb/count-lines__0/agent/trajectory.json");
   const problems = d.issues.map((i) => `${path.basename(path.dirname(i.file))}: ${i.problem}`);
   assert.ok(problems.some((p) => p.startsWith("hello-world__AbC123x: not a complete tmax trial result (missing attempt")), problems.join("\n"));
   assert.ok(problems.some((p) => p.startsWith("broken__x1: invalid JSON")), problems.join("\n"));
@@ -201,7 +201,7 @@ test("HTML report in Chromium: table values, 5 charts, trajectory reader, issues
     assert.equal(await view.locator("details.thinking[open]").count(), 0);
     assert.equal(await view.locator("details.thinking").count(), 3);
     // the trajectory file link is relative to the report
-    assert.equal(await view.locator("a", { hasText: "open trajectory.json" }).getAttribute("href"), "data/jobs/qwen-tb/count-lines__0/agent/trajectory.json");
+    assert.equal(await view.locator("a", { hasText: "open trajectory.json" }).getAttribute("href"), "./data/jobs/qwen-tb/count-lines__0/agent/trajectory.json");
     await view.screenshot({ path: path.join(ARTIFACTS, "report-trajectory.png") });
 
     await page.locator("#f-reward").selectOption("1");

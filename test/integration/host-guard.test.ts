@@ -1,8 +1,10 @@
 // The host guard against real containers: a sandbox on a bridge network (a task with internet, a compose
 // network, internal or not) cannot open a connection to any address of this host, the gateway included, while
 // the bridge itself still works (another container on it is reachable, service names resolve); the cloud
-// metadata address is dropped too.
+// metadata address is dropped too, and so is a port another container publishes on the host (`-p`), which the
+// engine's DNAT forwards before INPUT sees it.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,7 +12,7 @@ import os from "node:os";
 import { after, before, describe, test } from "node:test";
 import { connectEngine, dockerBackend, TMAX_JOB_LABEL, type Sandbox, type SandboxSpec } from "../../src/sandbox/index.js";
 import { guardMode, hostGuardStatus, removeHostGuard } from "../../src/sandbox/hostGuard.js";
-import { ENGINE_SKIP } from "../support/env.js";
+import { ENGINE_SKIP, TEST_RUN } from "../support/env.js";
 
 const JOB = `host-guard-test-${randomBytes(4).toString("hex")}`;
 const TB_BASE = "localhost/tb-base:bookworm";
@@ -119,5 +121,42 @@ describe("host guard: bridge containers cannot reach the host", { skip: SKIP }, 
     const seen = await probe(sb, addresses, port);
     for (const a of addresses) assert.equal(seen.get(a), "closed", `host address ${a}:${port} must not be reachable from a compose network`);
     assert.deepEqual(remotes.filter((r) => !/127\.0\.0\.1|::1$/.test(r)), [], "the host server saw no connection from a container");
+  });
+  test("a published container port (-p, as a containerised model server): closed through the host's IP and the gateway, open to a neighbour", async () => {
+    // a free host port, then a container publishing it (the engine's DNAT, not a host process, answers there)
+    const probeServer = http.createServer();
+    await new Promise<void>((resolve) => probeServer.listen(0, "0.0.0.0", resolve));
+    const published = (probeServer.address() as AddressInfo).port;
+    await new Promise((resolve) => probeServer.close(resolve));
+    const name = `guard-published-${randomBytes(3).toString("hex")}`;
+    const run = spawnSync("podman", [
+      "run", "-d", "--rm", "--name", name, "--label", "io.tmax.managed=1", "--label", `io.tmax.test-run=${TEST_RUN}`, "--label", `${TMAX_JOB_LABEL}=${JOB}`,
+      "-p", `${published}:8000`, TB_BASE, "python3", "-m", "http.server", "8000",
+    ], { encoding: "utf8" });
+    assert.equal(run.status, 0, run.stderr);
+    try {
+      const sb = await create({ network: "bridge", name: "guard-published-agent" });
+      assert.equal((await hostGuardStatus()).installed, true);
+      // the port is published and serves: the host reaches it through every address
+      const hostGet = (host: string) => new Promise<number>((resolve) => http.get({ host, port: published, timeout: 5000 }, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on("error", () => resolve(0)));
+      let served = 0;
+      for (let i = 0; i < 50 && served !== 200; i++) {
+        served = await hostGet("127.0.0.1");
+        if (served !== 200) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(served, 200, "the published port answers on the host");
+      const addresses = hostAddresses();
+      assert.ok(addresses.some((a) => a.startsWith("10.88.")), `the gateway is among the host's addresses: ${addresses.join(" ")}`);
+      const t0 = Date.now();
+      const seen = await probe(sb, addresses, published);
+      for (const a of addresses) assert.equal(seen.get(a), "closed", `published port ${a}:${published} must not be reachable from a trial`);
+      assert.ok(Date.now() - t0 < 3_000 * addresses.length, "refused at once, not left to time out");
+      // the neighbour: the publishing container itself, by its address on the shared bridge
+      const ip = spawnSync("podman", ["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name], { encoding: "utf8" }).stdout.trim();
+      assert.match(ip, /^10\.88\./);
+      assert.equal((await probe(sb, [ip], 8000)).get(ip), "open", "a container on the same bridge is reachable");
+    } finally {
+      spawnSync("podman", ["rm", "-f", "-t", "0", name], { stdio: "ignore" });
+    }
   });
 });

@@ -173,7 +173,7 @@ export const APP_JS = String.raw`
     return api("/api/trajectory-file?" + qs({ path: rel })).then(function (d) {
       if (!current(token)) return;
       clear(pageEl);
-      pageEl.appendChild(h("div", { class: "small" }, link("/", "overview"), " / ", h("a", { href: "javascript:history.back()" }, "back"), " / trajectory"));
+      pageEl.appendChild(h("div", { class: "small" }, link("/", "overview"), " / ", h("a", { href: "#", onclick: function (e) { e.preventDefault(); history.back(); } }, "back"), " / trajectory"));
       pageEl.appendChild(h("h1", null, (d.trajectory && d.trajectory.task && d.trajectory.task.name) || rel));
       pageEl.appendChild(h("div", { class: "sub" }, d.path));
       pageEl.appendChild(trajectoryView(d.trajectory, d.issues, d.raw));

@@ -24,6 +24,8 @@ function append(el, kid) {
   el.appendChild(kid instanceof Node ? kid : document.createTextNode(String(kid)));
 }
 function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+// links to files are built server-side as encoded relative paths (./… or ../…); anything else is not linked
+function isRelativeHref(href) { return typeof href === "string" && /^\.\.?\//.test(href); }
 
 var PALETTE = ["#0969da", "#e16f24", "#1a7f37", "#8250df", "#cf222e", "#bf8700", "#1b7c83", "#d1246f", "#57606a", "#6e7781"];
 function color(i, alpha) {

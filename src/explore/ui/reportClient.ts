@@ -111,7 +111,7 @@ export const REPORT_JS = String.raw`
       clear(view);
       view.appendChild(h("h2", null, "Trajectory: " + t.task + " · " + t.model + " · attempt " + (t.attempt === null ? "?" : t.attempt)));
       view.appendChild(h("div", { class: "sub" }, "job " + t.job + " · reward ", rewardSpan(t.reward), " · ", exitBadge(t.exitStatus),
-        t.trajectoryHref ? h("span", null, " · ", h("a", { href: t.trajectoryHref }, "open trajectory.json")) : null));
+        isRelativeHref(t.trajectoryHref) ? h("span", null, " · ", h("a", { href: t.trajectoryHref }, "open trajectory.json")) : null));
       if (t.exception) view.appendChild(h("div", { class: "issues" }, h("h3", null, "Exception"), h("pre", null, t.exception)));
       var tj = t.trajectoryRef >= 0 ? trajectories[t.trajectoryRef] : null;
       if (tj && tj.raw !== undefined) view.appendChild(trajectoryView(null, [{ file: t.trajectoryHref || t.trial, problem: "not a tmax trajectory; shown as raw JSON (first 20,000 characters)" }], tj.raw));
