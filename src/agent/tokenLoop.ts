@@ -11,7 +11,7 @@ import { parseQwenXmlToolCalls } from "../model/qwenXml.js";
 import type { TokenClient } from "../model/tokens.js";
 import { SandboxError, type Sandbox } from "../sandbox/types.js";
 import { DEFAULT_LIMITS, type AgentEvent, type AgentLimits } from "./loop.js";
-import { commandOutput, formatObservation, SUBMIT_MARKER } from "./observation.js";
+import { commandOutput, formatObservation, SUBMIT_MARKER, TRAIN_MAX_OUTPUT_BYTES } from "./observation.js";
 import { DEFAULT_PROMPTS, type PromptSet } from "./prompts.js";
 import type { ExitStatus, Trajectory, TrajectoryStep } from "./schema.js";
 import { openShell } from "./shell.js";
@@ -95,7 +95,7 @@ export async function runTokenEpisode(input: TokenEpisodeInput): Promise<TokenEp
     const first = await tokens.tokenizeChat(messages, [tool], { signal });
     stream.promptIds = first.ids;
     const maxModelLen = first.maxModelLen ?? limits.maxTotalTokens;
-    const shell = await openShell(sandbox, { timeoutSec: limits.commandTimeoutSec, maxOutputBytes: limits.maxOutputBytes, startDir: await prepareStartDir(sandbox, input.startDir) });
+    const shell = await openShell(sandbox, { timeoutSec: limits.commandTimeoutSec, maxOutputBytes: limits.maxOutputBytes ?? TRAIN_MAX_OUTPUT_BYTES, startDir: await prepareStartDir(sandbox, input.startDir) });
     const contextLength = () => stream.promptIds.length + stream.responseIds.length;
     let toolCalls = 0; // training counts steps in tool calls (--max_steps 64)
 

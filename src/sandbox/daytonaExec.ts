@@ -19,7 +19,7 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { oneLine, statusOf, type DaytonaSandboxLike } from "./daytonaSdk.js";
-import { DEFAULT_MAX_OUTPUT_BYTES, completeUtf8Length, decodeUtf8 } from "./execOutput.js";
+import { DEFAULT_MAX_OUTPUT_BYTES, decodeUtf8 } from "./execOutput.js";
 import { SandboxError, type ExecOptions, type ExecResult } from "./types.js";
 import { sleep } from "../util/sleep.js";
 
@@ -103,9 +103,10 @@ export function decodeStream(text: string | undefined, nonce: string, cap: numbe
   } else if (s.endsWith("\n")) {
     s = s.slice(0, -1);
   }
-  // The daemon hands the bytes on as JSON text: invalid utf-8 may have grown into U+FFFD, so cap again here.
+  // The daemon hands the bytes on as JSON text: invalid utf-8 may have grown into U+FFFD, so cap again here
+  // (a character cut by the cap is one U+FFFD, as Python decodes a capped stream).
   const bytes = Buffer.from(s, "utf8");
-  if (bytes.length > cap) return { text: decodeUtf8(bytes.subarray(0, completeUtf8Length(bytes.subarray(0, cap)))), truncated: true };
+  if (bytes.length > cap) return { text: decodeUtf8(bytes.subarray(0, cap)), truncated: true };
   return { text: s, truncated };
 }
 
@@ -282,7 +283,7 @@ async function leftovers(remote: DaytonaSandboxLike, nonce: string, cap: number)
   const read = async (name: string) => {
     const bytes = (await fetchFile(remote, `${d}/${name}`)) ?? Buffer.alloc(0);
     if (bytes.length <= cap) return { text: decodeUtf8(bytes), truncated: false };
-    return { text: decodeUtf8(bytes.subarray(0, completeUtf8Length(bytes.subarray(0, cap)))), truncated: true };
+    return { text: decodeUtf8(bytes.subarray(0, cap)), truncated: true };
   };
   return { exitCode: Number(rc), stdout: await read("o"), stderr: await read("e") };
 }
