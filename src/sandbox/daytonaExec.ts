@@ -92,8 +92,13 @@ export function sessionCommand(script: { inline: string } | { file: string }): s
   return "file" in script ? `bash ${shellQuote(script.file)}` : `bash -c ${shellQuote(script.inline)} tmax-exec`;
 }
 
-/** One stream as the wrapper printed it: the extra newline or the cut trailer removed, capped at `cap` bytes. */
-export function decodeStream(text: string | undefined, nonce: string, cap: number): { text: string; truncated: boolean } {
+/**
+ * One stream as the wrapper printed it (its first `cap` bytes), the extra newline or the cut trailer removed.
+ * The daemon decoded those bytes: invalid ones and a character cut by the cap arrive as U+FFFD, as Python's
+ * `bytes[:cap].decode(errors="replace")` gives them; the text is not cut again (a replacement character is
+ * 3 bytes, so it may hold more bytes than the cap, never more characters).
+ */
+export function decodeStream(text: string | undefined, nonce: string): { text: string; truncated: boolean } {
   let s = text ?? "";
   const trailer = `\n${cutTrailer(nonce)}\n`;
   let truncated = false;
@@ -103,10 +108,6 @@ export function decodeStream(text: string | undefined, nonce: string, cap: numbe
   } else if (s.endsWith("\n")) {
     s = s.slice(0, -1);
   }
-  // The daemon hands the bytes on as JSON text: invalid utf-8 may have grown into U+FFFD, so cap again here
-  // (a character cut by the cap is one U+FFFD, as Python decodes a capped stream).
-  const bytes = Buffer.from(s, "utf8");
-  if (bytes.length > cap) return { text: decodeUtf8(bytes.subarray(0, cap)), truncated: true };
   return { text: s, truncated };
 }
 
@@ -401,8 +402,8 @@ export async function execInSandbox(t: ExecTarget, argv: string[], opts: ExecOpt
   if ((exitCode === 125 && logs.stderr?.startsWith(WRAPPER_FAILED)) || (exitCode === 127 && !logs.stdout && /^(\S*\/)?sh: (\d+: )?bash: not found/.test(logs.stderr ?? ""))) {
     throw new SandboxError(`exec in ${label} failed: the sandbox could not run tmax's exec wrapper (needs bash and a writable /tmp): ${brief(logs.stderr ?? "")}`, "exec_failed");
   }
-  const stdout = decodeStream(logs.stdout, nonce, cap);
-  const stderr = decodeStream(logs.stderr, nonce, cap);
+  const stdout = decodeStream(logs.stdout, nonce);
+  const stderr = decodeStream(logs.stderr, nonce);
   const timedOut = overdue || (limitSec !== undefined && (exitCode === 124 || (exitCode === 137 && elapsed() >= limitSec * 1000)));
   return {
     stdout: stdout.text,
