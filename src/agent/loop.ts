@@ -4,7 +4,7 @@ import type { ChatMessage, ModelClient, ModelTurn, Profile, ToolCall } from "../
 import { ModelError } from "../model/types.js";
 import { SandboxError, type Sandbox } from "../sandbox/types.js";
 import { evalAction, withoutToolCalls } from "./evalAction.js";
-import { commandOutput, formatObservation, SUBMIT_MARKER } from "./observation.js";
+import { commandOutput, formatObservation, maxOutputBytesOf, SUBMIT_MARKER } from "./observation.js";
 import { DEFAULT_PROMPTS, type PromptSet } from "./prompts.js";
 import { redactSecrets } from "../util/redact.js";
 import type { ExitStatus, Trajectory, TrajectoryStep } from "./schema.js";
@@ -17,7 +17,8 @@ export interface AgentLimits {
   maxTotalTokens: number; // prompt + completion of the whole context
   commandTimeoutSec: number;
   maxFormatErrors: number; // consecutive, eval profile only
-  maxOutputBytes: number; // raw output kept per stream before formatting
+  /** Raw output kept per stream before formatting (default: the profile's, see maxOutputBytesOf). */
+  maxOutputBytes?: number;
 }
 
 export const DEFAULT_LIMITS: AgentLimits = {
@@ -25,7 +26,6 @@ export const DEFAULT_LIMITS: AgentLimits = {
   maxTotalTokens: 65_536,
   commandTimeoutSec: 120,
   maxFormatErrors: 64,
-  maxOutputBytes: 1 << 20,
 };
 
 export type AgentEvent =
@@ -80,8 +80,8 @@ export async function runEpisode(input: EpisodeInput): Promise<Trajectory> {
   try {
     const shell = await openShell(sandbox, {
       timeoutSec: limits.commandTimeoutSec,
-      maxOutputBytes: limits.maxOutputBytes,
-      mergeStderr: profile === "eval",
+      maxOutputBytes: limits.maxOutputBytes ?? maxOutputBytesOf(profile),
+      mergeStderr: mergesStderr(profile, sandbox.backend),
     });
     const observationOptions = { profile, timeoutSec: limits.commandTimeoutSec, config: prompts.observation };
     /** Runs one command, appends its observation, and says whether the episode was submitted. */
@@ -209,6 +209,16 @@ export async function runEpisode(input: EpisodeInput): Promise<Trajectory> {
     finishedAt: finishedAt.toISOString(),
     durationMs: finishedAt.getTime() - startedAt.getTime(),
   };
+}
+
+/**
+ * Whether the command's stderr goes into its stdout, in write order. eval follows Harbor's environment of
+ * the backend: docker (`docker compose exec`, stderr=STDOUT) hands the agent one merged stream; Daytona's
+ * session logs keep stdout and stderr apart, and the agent joins them (stdout, "\n", stderr). train never
+ * merges: open-instruct's DockerBackend demuxes the two streams.
+ */
+export function mergesStderr(profile: Profile, backend: Sandbox["backend"]): boolean {
+  return profile === "eval" && backend !== "daytona";
 }
 
 async function query(

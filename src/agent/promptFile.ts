@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { DEFAULT_OBSERVATION } from "./observation.js";
+import { REFERENCE_OBSERVATION_FALLBACKS } from "./observation.js";
 import { DEFAULT_PROMPTS, fillPlaceholder, type PromptSet } from "./prompts.js";
 import { pyStrip } from "./pytext.js";
 
@@ -102,7 +102,8 @@ export function promptSetFromData(
   if (formatErrorTemplate !== undefined && !formatErrorTemplate.includes("{{error}}")) {
     fail("format_error_template has no {{error}} (written exactly so, without spaces: it is replaced literally)");
   }
-  const observation = { ...DEFAULT_OBSERVATION };
+  // a key the file lacks takes the reference's fallback (`.get(key, default)` in both harnesses), never our text
+  const observation = { ...REFERENCE_OBSERVATION_FALLBACKS };
   const block = file.observation ?? {};
   if (block.max_chars !== undefined) observation.maxChars = block.max_chars;
   if (block.head_chars !== undefined) observation.headChars = block.head_chars;

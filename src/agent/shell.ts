@@ -24,8 +24,8 @@ export interface ShellOptions {
   timeoutSec: number;
   maxOutputBytes: number;
   /**
-   * Send the command's stderr into its stdout, in the order written (eval: Harbor's exec hands the agent
-   * one merged stream, so errors appear where they happened, not after all of stdout).
+   * Send the command's stderr into its stdout, in the order written (eval on docker: Harbor's docker exec
+   * hands the agent one merged stream, so errors appear where they happened; see mergesStderr in loop.ts).
    */
   mergeStderr?: boolean;
   /** Where the first command runs (default: the sandbox's workdir). */

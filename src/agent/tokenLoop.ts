@@ -3,7 +3,9 @@
 // each turn appends the ids the engine sampled, verbatim, then one observation wrapper per executed call
 //   <|im_start|>user\n<tool_response>\n{obs}\n</tool_response>\n<|im_end|>\n<|im_start|>assistant\n<think>\n
 // tokenized on its own. Nothing is ever re-rendered, so the stream is exactly what the model conditioned on,
-// and it is what a rollout record holds. Endings and observations are shared with loop.ts.
+// and it is what a rollout record holds. Endings and observations are shared with loop.ts. A submitting call
+// is answered, as in open-instruct's env, by the test report: the trial appends it after the verifier ran
+// (appendTestReport), and only then is the record complete.
 import type { ChatMessage, ModelTurn } from "../model/types.js";
 import { ModelError } from "../model/types.js";
 import { bashTool } from "../model/client.js";
@@ -11,7 +13,7 @@ import { parseQwenXmlToolCalls } from "../model/qwenXml.js";
 import type { TokenClient } from "../model/tokens.js";
 import { SandboxError, type Sandbox } from "../sandbox/types.js";
 import { DEFAULT_LIMITS, type AgentEvent, type AgentLimits } from "./loop.js";
-import { commandOutput, formatObservation, SUBMIT_MARKER } from "./observation.js";
+import { commandOutput, DEFAULT_OBSERVATION, formatObservation, SUBMIT_MARKER, timeoutNotice, TRAIN_MAX_OUTPUT_BYTES, truncateOutput, type ObservationConfig } from "./observation.js";
 import { DEFAULT_PROMPTS, type PromptSet } from "./prompts.js";
 import type { ExitStatus, Trajectory, TrajectoryStep } from "./schema.js";
 import { openShell } from "./shell.js";
@@ -35,6 +37,13 @@ export interface TokenStream {
   spans: { kind: "sampled" | "wrapper"; start: number; length: number }[];
   /** Set when the stream cannot stand as a training record (the record is rejected, never patched). */
   problem?: string;
+  /** The server's max_model_len the episode ran under (the cut of anything appended later). */
+  maxModelLen?: number;
+  /**
+   * The episode submitted: open-instruct's env answers the submitting call with the test report, so the
+   * record is complete only once appendTestReport added it (after the verifier ran).
+   */
+  awaitingReport?: boolean;
 }
 
 export interface TokenEpisodeInput {
@@ -76,13 +85,14 @@ export async function runTokenEpisode(input: TokenEpisodeInput): Promise<TokenEp
     { role: "user", content: prompts.instance(input.instruction) },
   ];
   const stream: TokenStream = { promptIds: [], responseIds: [], logprobs: [], mask: [], spans: [] };
-  const append = (kind: "sampled" | "wrapper", ids: number[], logprobs?: number[]) => {
+  /** The engine's ids, verbatim, mask 1 (observations go through appendWrapped, mask 0). */
+  const appendSampled = (ids: number[], logprobs: number[]) => {
     if (ids.length === 0) return;
-    stream.spans.push({ kind, start: stream.responseIds.length, length: ids.length });
+    stream.spans.push({ kind: "sampled", start: stream.responseIds.length, length: ids.length });
     for (let i = 0; i < ids.length; i++) {
       stream.responseIds.push(ids[i]!);
-      stream.logprobs.push(kind === "sampled" ? logprobs![i]! : 0);
-      stream.mask.push(kind === "sampled" ? 1 : 0);
+      stream.logprobs.push(logprobs[i]!);
+      stream.mask.push(1);
     }
   };
   const steps: TrajectoryStep[] = [];
@@ -95,7 +105,15 @@ export async function runTokenEpisode(input: TokenEpisodeInput): Promise<TokenEp
     const first = await tokens.tokenizeChat(messages, [tool], { signal });
     stream.promptIds = first.ids;
     const maxModelLen = first.maxModelLen ?? limits.maxTotalTokens;
-    const shell = await openShell(sandbox, { timeoutSec: limits.commandTimeoutSec, maxOutputBytes: limits.maxOutputBytes, startDir: await prepareStartDir(sandbox, input.startDir) });
+    stream.maxModelLen = maxModelLen;
+    const appendObservations = async (observations: string[]) => {
+      for (const observation of observations) {
+        const excess = await appendWrapped(stream, tokens, observation, signal);
+        usage.contextTokens = contextLength();
+        if (excess > 0) throw new EpisodeEnd("token_limit", `observation cut by ${excess} tokens to fit max_model_len ${maxModelLen}`);
+      }
+    };
+    const shell = await openShell(sandbox, { timeoutSec: limits.commandTimeoutSec, maxOutputBytes: limits.maxOutputBytes ?? TRAIN_MAX_OUTPUT_BYTES, startDir: await prepareStartDir(sandbox, input.startDir) });
     const contextLength = () => stream.promptIds.length + stream.responseIds.length;
     let toolCalls = 0; // training counts steps in tool calls (--max_steps 64)
 
@@ -118,7 +136,7 @@ export async function runTokenEpisode(input: TokenEpisodeInput): Promise<TokenEp
       }
       usage.promptTokens += contextLength();
       usage.completionTokens += sampled.tokenIds.length;
-      append("sampled", sampled.tokenIds, sampled.logprobs);
+      appendSampled(sampled.tokenIds, sampled.logprobs);
       usage.contextTokens = contextLength();
 
       const parsed = parseQwenXmlToolCalls(sampled.text, { wholeText: true });
@@ -182,19 +200,16 @@ export async function runTokenEpisode(input: TokenEpisodeInput): Promise<TokenEp
         emit({ type: "exec", step: index, command, exitCode: result.exitCode, timedOut: result.timedOut, durationMs: result.durationMs, observation });
         messages.push({ role: "tool", tool_call_id: call.id, content: observation });
         // the training env looks for the marker in stdout + "\n" + stderr (timeout notice included)
-        if (commandOutput(result, observationOptions).includes(SUBMIT_MARKER)) throw new EpisodeEnd("submitted");
+        if (commandOutput(result, observationOptions).includes(SUBMIT_MARKER)) {
+          // the calls before it in this turn keep their observations; the submitting call's is the test report
+          await appendObservations(observations);
+          stream.awaitingReport = true;
+          throw new EpisodeEnd("submitted");
+        }
         observations.push(observation);
       }
 
-      for (const observation of observations) {
-        const ids = await tokens.tokenizeText(observationWrapper(observation), { signal });
-        // open-instruct's cut: first what overflows max_model_len, then what overflows the response budget
-        const excess = Math.max(0, contextLength() + ids.length - maxModelLen);
-        const kept = ids.slice(0, Math.max(0, ids.length - excess)).slice(0, Math.max(0, TRAIN_TOKEN_LIMITS.maxResponseTokens - stream.responseIds.length));
-        append("wrapper", kept);
-        usage.contextTokens = contextLength();
-        if (excess > 0) throw new EpisodeEnd("token_limit", `observation cut by ${excess} tokens to fit max_model_len ${maxModelLen}`);
-      }
+      await appendObservations(observations);
     }
   } catch (e) {
     ({ status, error, errorKind } = endingOf(e, signal));
@@ -228,6 +243,68 @@ export async function runTokenEpisode(input: TokenEpisodeInput): Promise<TokenEp
     durationMs: finishedAt.getTime() - startedAt.getTime(),
   };
   return { trajectory, stream };
+}
+
+/**
+ * Appends one wrapped observation (mask 0) with open-instruct's cut (vllm_utils.truncate_tool_output_tokens):
+ * first what overflows max_model_len, then what overflows the response budget. Returns the overflow.
+ */
+async function appendWrapped(stream: TokenStream, tokens: TokenClient, observation: string, signal?: AbortSignal): Promise<number> {
+  const ids = await tokens.tokenizeText(observationWrapper(observation), { signal });
+  const maxModelLen = stream.maxModelLen ?? Infinity;
+  const excess = Math.max(0, stream.promptIds.length + stream.responseIds.length + ids.length - maxModelLen);
+  const kept = ids.slice(0, Math.max(0, ids.length - excess)).slice(0, Math.max(0, TRAIN_TOKEN_LIMITS.maxResponseTokens - stream.responseIds.length));
+  if (kept.length > 0) {
+    stream.spans.push({ kind: "wrapper", start: stream.responseIds.length, length: kept.length });
+    for (const id of kept) {
+      stream.responseIds.push(id);
+      stream.logprobs.push(0);
+      stream.mask.push(0);
+    }
+  }
+  return excess;
+}
+
+/** The verifier's run of test.sh, as open-instruct's backend returns it (streams apart). */
+export interface TestRun {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/**
+ * The observation open-instruct's env returns for the submitting call (SWERLVanilluxSandboxEnv._run_tests):
+ * each stream cut like any observation (not stripped), the backend's timeout notice in front of stderr on
+ * exit 124, the reward as Python prints a float.
+ */
+export function testReport(run: TestRun, reward: number, timeoutSec: number, config: ObservationConfig = DEFAULT_OBSERVATION): string {
+  const stderr = run.exitCode === 124 ? `${timeoutNotice(timeoutSec)}\n${run.stderr}` : run.stderr;
+  const stdout = run.stdout ? truncateOutput(run.stdout, config) : "";
+  const err = stderr ? truncateOutput(stderr, config) : "";
+  return `Test execution complete.\nExit code: ${run.exitCode}\n[STDOUT]\n${stdout}\n[STDERR]\n${err}\nReward: ${pyFloatRepr(reward)}`;
+}
+
+/** Closes a submitted episode's record with the test report (wrapped, mask 0), as open-instruct's record ends. */
+export async function appendTestReport(stream: TokenStream, tokens: TokenClient, report: string, signal?: AbortSignal): Promise<void> {
+  if (!stream.awaitingReport) return;
+  stream.awaitingReport = false;
+  await appendWrapped(stream, tokens, report, signal);
+}
+
+/** Python's repr() of a float (e.g. 1.0, 0.5, 1e-05). */
+export function pyFloatRepr(x: number): string {
+  if (Number.isNaN(x)) return "nan";
+  if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
+  if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0";
+  // shortest round-trip digits, as repr uses; fixed notation for exponents -4..15, else d.ddde±XX
+  const [mantissa, expText] = x.toExponential().split("e");
+  const exp = Number(expText);
+  if (exp < -4 || exp >= 16) {
+    const sign = exp < 0 ? "-" : "+";
+    return `${mantissa}e${sign}${String(Math.abs(exp)).padStart(2, "0")}`;
+  }
+  const fixed = x.toFixed(Math.max(0, (mantissa!.split(".")[1]?.length ?? 0) - exp));
+  return fixed.includes(".") ? fixed : `${fixed}.0`;
 }
 
 /**

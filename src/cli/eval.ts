@@ -6,9 +6,10 @@ import { readJobConfig } from "../jobs/jobDir.js";
 import { runJob, validateJobOptions, type JobProgress } from "../jobs/runner.js";
 import type { AgentName, JobConfig } from "../jobs/schema.js";
 import { createModelClient } from "../model/client.js";
-import { preflightModel } from "../model/preflight.js";
+import { preflightModel, requireTrainServer } from "../model/preflight.js";
+import { createTokenClient } from "../model/tokens.js";
 import { parseImageMap } from "../sandbox/build.js";
-import { modelConfig, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
+import { modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { resolveDatasetArg } from "./datasets.js";
 import { createLiveView } from "./liveView.js";
 import { preflightEngine } from "./preflight.js";
@@ -179,6 +180,9 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   const settings = trialSettings(o);
   const model = o.agent === "tmax" ? modelConfig(o) : undefined;
   if (model) await preflightModel(createModelClient(model));
+  // train is training's harness, token-in/token-out, as in `tmax run` and `tmax rollout`; eval keeps chat completions
+  const tokens = model && o.profile === "train" ? createTokenClient(tokenClientConfig(model)) : undefined;
+  if (tokens) await requireTrainServer(tokens);
   await preflightEngine(o.backend, o.unsafe);
   const started = Date.now();
   const view = createLiveView();
@@ -200,6 +204,7 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
         concurrency: o.n,
         model,
         profile: o.profile,
+        ...(tokens ? { train: { tokens, seed: TRAIN_SEED } } : {}),
         ...settings,
         agentTimeoutMultiplier: o.agentTimeoutMultiplier,
         verifierTimeoutMultiplier: o.verifierTimeoutMultiplier,

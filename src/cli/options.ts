@@ -123,6 +123,9 @@ export function modelConfig(o: ModelCliOptions, extra: Partial<ModelConfig> = {}
 }
 
 /** The token endpoints of the train profile, from the same model options (pinned sampling, overrides kept). */
+/** open-instruct's --seed of the Tmax runs: sample k of a group samples with seed + k (one episode is sample 0). */
+export const TRAIN_SEED = 42;
+
 export function tokenClientConfig(config: ModelConfig): TokenClientConfig {
   return {
     baseUrl: config.baseUrl,

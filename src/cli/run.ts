@@ -10,11 +10,11 @@ import { createTokenClient } from "../model/tokens.js";
 import { resolvePrompts } from "../agent/promptFile.js";
 import { runTrial, type EnvironmentEvent } from "../jobs/trial.js";
 import { createModelClient } from "../model/client.js";
-import { preflightModel } from "../model/preflight.js";
+import { preflightModel, requireTrainServer } from "../model/preflight.js";
 import { createBackend, JOB_DIR_LABEL, JOB_ID_LABEL } from "../sandbox/index.js";
 import { loadTask } from "../tasks/load.js";
 import { writeJsonAtomic } from "../util/fs.js";
-import { agentLimits, modelConfig, tokenClientConfig, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
+import { agentLimits, modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { preflightEngine } from "./preflight.js";
 import { bold, dim, green, red, stepPrinter } from "./render.js";
 
@@ -24,9 +24,6 @@ export interface RunOptions extends ModelCliOptions, AgentCliOptions, SandboxCli
   out?: string;
   verify: boolean;
 }
-
-/** open-instruct's --seed of the Tmax runs; one episode is sample 0 of its group. */
-const TRAIN_SEED = 42;
 
 const stamp = () => new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
 
@@ -48,6 +45,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   await preflightEngine(o.backend, o.unsafe);
   // train is token-in/token-out (vLLM /tokenize + /v1/completions); eval keeps chat completions
   const tokens = o.profile === "train" ? createTokenClient(tokenClientConfig(model.config)) : undefined;
+  if (tokens) await requireTrainServer(tokens);
   const backend = createBackend(o.backend, { unsafe: o.unsafe });
   const limits = agentLimits(o);
   const print = stepPrinter();

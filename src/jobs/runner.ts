@@ -6,6 +6,7 @@ import pLimit from "p-limit";
 import type { AgentEvent, AgentLimits } from "../agent/loop.js";
 import { createModelClient } from "../model/client.js";
 import { preflightModel } from "../model/preflight.js";
+import type { TokenClient } from "../model/tokens.js";
 import type { ModelClient, ModelConfig, Profile } from "../model/types.js";
 import { createBackend } from "../sandbox/index.js";
 import type { SandboxBackend, SandboxBackendName } from "../sandbox/types.js";
@@ -37,6 +38,8 @@ export interface JobOptions extends JobConfigInput {
   retryErrors?: true | string[];
   /** The command line, recorded in lock.json (secrets masked). */
   invocation?: string[];
+  /** Train profile: token-in/token-out endpoints; attempt k samples with vLLM seed `seed + k` (open-instruct's rule). */
+  train?: { tokens: TokenClient; seed: number };
 }
 
 export interface JobProgress {
@@ -198,6 +201,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
                 backend,
                 model,
                 profile: opts.profile,
+                ...(opts.train ? { tokens: opts.train.tokens, seed: opts.train.seed + p.attempt } : {}),
                 agentLimits: opts.agentLimits,
                 prompts: opts.prompts,
                 timeoutMultiplier: opts.timeoutMultiplier,

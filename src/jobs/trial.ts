@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { runEpisode, type AgentEvent, type AgentLimits } from "../agent/loop.js";
-import { runTokenEpisode, type TokenStream } from "../agent/tokenLoop.js";
+import { appendTestReport, runTokenEpisode, testReport, type TokenStream } from "../agent/tokenLoop.js";
 import type { TokenClient } from "../model/tokens.js";
 import type { PromptSet } from "../agent/prompts.js";
 import type { Trajectory } from "../agent/schema.js";
@@ -27,7 +27,7 @@ import { runSteps, type StepPhases } from "./steps.js";
 import { rolloutDetails, toAtif } from "./atif.js";
 import { harborExceptionType, harborTrialConfig, phaseMultipliers } from "./harbor.js";
 import { tamperReport, type IntegrityMode, type TamperReport } from "./tamper.js";
-import { chooseIsolation, clampUnit, verify, VerifierError, type VerifierIsolation } from "./verifier.js";
+import { chooseIsolation, clampUnit, verify, VerifierError, type TestRunOutput, type VerifierIsolation } from "./verifier.js";
 import { newBudget } from "../sandbox/safeExtract.js";
 
 /** How trials run, shared by jobs (eval) and rollouts: agent limits and sandbox choices. */
@@ -243,11 +243,15 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
       return result;
     }
 
+    // train: the token stream of a submitted episode waits for the test report (see closeTokenStream)
+    let tokenStream: TokenStream | undefined;
+    const agentInput: TrialInput = input.onTokenStream || input.tokens ? { ...input, onTokenStream: (st) => { tokenStream = st; input.onTokenStream?.(st); } } : input;
+
     // 2. agent (a timeout or agent error is recorded and the verifier still runs)
     input.onPhase?.("agent");
     started = now();
     try {
-      await runAgent(input, sandbox, result, mult.agent);
+      await runAgent(agentInput, sandbox, result, mult.agent);
     } catch (e) {
       fail(e);
     } finally {
@@ -273,6 +277,7 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
         trialDir,
         mult: mult.verifier,
         minTimeoutSec: input.profile === "train" ? TRAIN_MIN_VERIFIER_TIMEOUT_SEC : 0,
+        streamsApart: tokenStream?.awaitingReport === true,
         passEnv: input.passEnv,
         isolation: chooseIsolation(task, sandbox.backend, input.verifierIsolation),
         harden: input.verifierHardening ?? true,
@@ -286,6 +291,7 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
       });
       result.verifier_result = { rewards: outcome.rewards };
       result.reward = clampUnit(rewardOf(outcome.rewards)); // [0, 1] in eval as in rollout
+      if (tokenStream && outcome.testRun) await closeTokenStream(tokenStream, input, outcome.testRun, result.reward);
       await writeRewardFile(trialDir, outcome.rewards); // Harbor's verifier/reward.txt|json, from what tmax parsed
       if (tamper) Object.assign(tamper, { verifier_isolation: outcome.isolation, verifier_hardened: outcome.hardened, quarantined: outcome.quarantined }, outcome.note ? { note: outcome.note } : {});
       if (tamper?.flagged && integrity === "strict") {
@@ -293,10 +299,13 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
         result.reward = 0;
       }
     } catch (e) {
+      // a timed-out test run still answers the submitting call, with its partial output and reward 0
+      if (tokenStream && e instanceof VerifierError && e.testRun) await closeTokenStream(tokenStream, input, e.testRun, 0).catch(() => undefined);
       fail(e instanceof VerifierError ? new TrialPhaseError(e.type, e.message) : e);
     } finally {
       result.verifier = { started_at: started, finished_at: now() };
     }
+    if (tokenStream?.awaitingReport) tokenStream.problem ??= "submitted, but the verifier produced no test report to close the record";
 
     // 5. logs: untrusted data under <trial>/sandbox/, never over tmax's own files
     input.onPhase?.("logs");
@@ -422,6 +431,20 @@ export async function runAgent(input: TrialInput, sandbox: Sandbox, result: Tria
     onEvent: input.onEvent,
   });
   await recordEpisode(trajectory, trialDir, result, timeoutSec, input);
+}
+
+/**
+ * Appends open-instruct's test report to a submitted train episode's token stream (the observation its env
+ * returns for the submitting call). A stream that cannot get it is marked, never left looking complete.
+ */
+async function closeTokenStream(stream: TokenStream, input: TrialInput, run: TestRunOutput, reward: number): Promise<void> {
+  if (!stream.awaitingReport || !input.tokens) return;
+  try {
+    const report = testReport(run, reward, run.timeoutSec, input.prompts?.observation);
+    await appendTestReport(stream, input.tokens, report, input.signal);
+  } catch (e) {
+    stream.problem ??= `the test report could not be appended: ${(e as Error).message.split("\n")[0]}`;
+  }
 }
 
 /** Writes the trajectory (tmax's native one, and the same episode in Harbor's ATIF) and the agent result. */

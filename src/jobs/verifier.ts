@@ -2,8 +2,9 @@
 // reward parsed strictly. The threat model and the choices are in docs/reward-integrity.md.
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { TRAIN_MAX_OUTPUT_BYTES } from "../agent/observation.js";
 import type { FileChange, Sandbox } from "../sandbox/types.js";
 import { passedEnv, resolveEnvTemplates } from "../tasks/harbor.js";
 import type { Task } from "../tasks/types.js";
@@ -28,9 +29,20 @@ export interface VerifyOutcome {
   note?: string;
   /** Files the agent added earlier in PATH that shadowed a command of the image; moved aside for the verifier. */
   quarantined: string[];
+  /** test.sh's streams apart (with `streamsApart`): what open-instruct's test report shows. */
+  testRun?: TestRunOutput;
+}
+
+export interface TestRunOutput {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  timeoutSec: number;
 }
 
 export class VerifierError extends Error {
+  /** Set on a timeout with `streamsApart`: the partial output. */
+  testRun?: TestRunOutput;
   constructor(readonly type: string, message: string) {
     super(message);
     this.name = type;
@@ -97,6 +109,11 @@ export interface VerifyInput {
   signal?: AbortSignal;
   /** Called with the sandbox the verifier ran in, after it ran (also on failure), before a snapshot is removed. */
   collect?: (where: Sandbox) => Promise<void>;
+  /**
+   * train: run test.sh as open-instruct's env does, stdout and stderr apart (each capped at 1,000,000 bytes),
+   * returned in `testRun` and written to verifier/test-stdout.txt and test-stderr.txt of the trial.
+   */
+  streamsApart?: boolean;
 }
 
 /** Runs the task's tests and returns the parsed rewards. Cleans up any snapshot it made. */
@@ -151,18 +168,29 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
     const env = { ...(hardening ?? {}), ...resolveEnvTemplates(task.config.verifierEnv ?? {}, passedEnv(input.passEnv)) }; // [verifier.env] wins
     // test.sh runs with the task's own PATH (its tools may live in /usr/local/bin); only the outer bash is absolute.
     ran = true;
-    const run = await target.exec([BASH, "-c", `${BASH} /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1`], {
+    const apart = input.streamsApart === true;
+    const run = await target.exec(apart ? [BASH, "/tests/test.sh"] : [BASH, "-c", `${BASH} /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1`], {
       cwd: target.workdir,
       env,
       timeoutSec,
       signal,
+      ...(apart ? { maxOutputBytes: TRAIN_MAX_OUTPUT_BYTES } : {}),
     });
     await mkdir(path.join(trialDir, "verifier"), { recursive: true });
-    if (run.timedOut) throw new VerifierError("VerifierTimeoutError", `verifier did not finish within ${timeoutSec}s`);
+    const testRun = apart ? { stdout: run.stdout, stderr: run.stderr, exitCode: run.timedOut ? 124 : run.exitCode, timeoutSec } : undefined;
+    if (testRun) {
+      await writeFile(path.join(trialDir, "verifier", "test-stdout.txt"), testRun.stdout);
+      await writeFile(path.join(trialDir, "verifier", "test-stderr.txt"), testRun.stderr);
+    }
+    if (run.timedOut) {
+      const error = new VerifierError("VerifierTimeoutError", `verifier did not finish within ${timeoutSec}s`);
+      error.testRun = testRun;
+      throw error;
+    }
 
     // bounded: an engine that stops answering after test.sh fails the trial, it never hangs it
     const rewards = await withDeadline(readRewards(target, run.exitCode), 120_000, "reading the reward file");
-    return { rewards, isolation, hardened: hardening !== null, quarantined, ...(note ? { note } : {}) };
+    return { rewards, isolation, hardened: hardening !== null, quarantined, ...(note ? { note } : {}), ...(testRun ? { testRun } : {}) };
   } finally {
     if (ran) await withDeadline(input.collect?.(target) ?? Promise.resolve(), 360_000, "downloading /logs/verifier").catch(() => {});
     await withDeadline(snapshot?.remove() ?? Promise.resolve(), 120_000, "removing the verifier's snapshot").catch(() => {});

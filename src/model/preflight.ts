@@ -48,3 +48,18 @@ export async function requireTokenSupport(tokens: TokenClient, signal?: AbortSig
   const { ids } = await tokens.tokenizeChat([{ role: "user", content: "hi" }], [], { signal });
   await tokens.sample(ids, { maxTokens: 1, seed: 0, signal });
 }
+
+/** What the train profile asks of the server (training's loop is token-in/token-out, never chat completions). */
+export const TRAIN_SERVER_API =
+  "vLLM's POST /tokenize (messages + tools) and POST /v1/completions with a token-id prompt, return_token_ids and logprobs";
+
+/** requireTokenSupport, with a failure told as one line naming the API the train profile needs. */
+export async function requireTrainServer(tokens: TokenClient, signal?: AbortSignal): Promise<void> {
+  try {
+    await requireTokenSupport(tokens, signal);
+  } catch (e) {
+    if (!(e instanceof ModelError) || e.kind === "unreachable") throw e;
+    const why = e.message.split("\n")[0];
+    throw new ModelError(`--profile train runs token-in/token-out and needs ${TRAIN_SERVER_API}; ${why}`, e.kind, e.status);
+  }
+}

@@ -1,6 +1,6 @@
 // What DPPO did at each step of a run, recomputed from files: rollouts joined with trainer logprobs
 // on (step, sample_idx), then the mask, loss and trust-region statistics of dppo.ts.
-import { accumulateDppo, DPPO_DELTA, emptyDppoSums, finalizeDppo, mergeDppoSums, type DppoStats } from "./dppo.js";
+import { accumulateDppo, DPPO_DELTA, dppoToken, emptyDppoSums, finalizeDppo, mergeDppoSums, type DppoStats } from "./dppo.js";
 import { readRollouts, type ReadJsonlOptions } from "./records.js";
 import type { TrainerSample } from "./openInstruct.js";
 import { LooseRolloutRecord } from "./schema.js";
@@ -90,6 +90,10 @@ export interface StepAnalysis {
   muMismatch: number[];
   /** The trainer line's advantage differs from the rollout record's (the trainer line's is used). */
   advantageMismatch: number[];
+  /** Model tokens whose loss term is NaN or ±inf in the trainer (float32 r overflowed), by sample: positions in its line. */
+  nonFinite: { sample_idx: number; tokens: number[] }[];
+  /** One line when the trainer's loss of this step is not finite, naming the tokens. */
+  note?: string;
 }
 
 /**
@@ -116,6 +120,7 @@ export function analyzeStep(
     step,
     delta,
     perSample: [],
+    nonFinite: [],
     missingRollout: [],
     missingTrainer: [],
     noAdvantage: [],
@@ -176,6 +181,7 @@ export function analyzeStep(
     const sums = emptyDppoSums();
     accumulateDppo(input, ranges[k], ranges[k + 1], mask, sums);
     stepSums = mergeDppoSums(stepSums, sums);
+    if (sums.nonFiniteTerms > 0) result.nonFinite.push({ sample_idx: t.sample_idx, tokens: nonFiniteTokens(input, ranges[k], ranges[k + 1], delta) });
     const reward = r?.reward ?? null;
     if (reward !== null) {
       rewardSum += reward;
@@ -194,6 +200,7 @@ export function analyzeStep(
     });
   });
   const final = finalizeDppo(stepSums);
+  if (result.nonFinite.length) result.note = nonFiniteNote(step, final.loss, result.nonFinite);
   return {
     ...result,
     samples: chosen.length,
@@ -204,6 +211,21 @@ export function analyzeStep(
     rewardMean: rewardCount ? rewardSum / rewardCount : null,
     groups: groups.size,
   };
+}
+
+/** Positions (in the sample's line) of model tokens whose trainer term is not finite; rare, so recomputed per token. */
+function nonFiniteTokens(input: { logpi: Float64Array; logmu: Float64Array; adv: Float64Array; lossMask: Uint8Array }, from: number, to: number, delta: number): number[] {
+  const out: number[] = [];
+  for (let i = from; i < to; i++) {
+    if (input.lossMask[i] && !Number.isFinite(dppoToken(input.logpi[i], input.logmu[i], input.adv[i], delta).loss)) out.push(i - from);
+  }
+  return out;
+}
+
+function nonFiniteNote(step: number, loss: number, found: { sample_idx: number; tokens: number[] }[]): string {
+  const shown = found.slice(0, 5).map((f) => `sample ${f.sample_idx} token${f.tokens.length > 1 ? "s" : ""} ${f.tokens.slice(0, 8).join(", ")}${f.tokens.length > 8 ? ", …" : ""}`);
+  const more = found.length > 5 ? `; ${found.length - 5} more samples` : "";
+  return `step ${step}: the trainer's loss is ${loss} — float32 r = exp(logπ − logμ) overflows (logμ far below logπ) at ${shown.join("; ")}${more}`;
 }
 
 export interface AnalyzeRunOptions extends ReadJsonlOptions {
@@ -278,5 +300,6 @@ export function formatStepTable(analyses: readonly StepAnalysis[]): string {
   ]);
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
   const fmt = (cells: string[]) => cells.map((cell, c) => cell.padStart(widths[c])).join("  ");
-  return [fmt(header), ...rows.map(fmt)].join("\n");
+  const notes = analyses.flatMap((a) => (a.note ? [`note: ${a.note}`] : []));
+  return [fmt(header), ...rows.map(fmt), ...notes].join("\n");
 }

@@ -160,8 +160,9 @@ export function dppoToken(logpi: number, logmu: number, advantage: number, delta
   const absDiff = f32(Math.abs(pi - mu));
   const A = f32(advantage);
   const mask = isPushedOut(absDiff, ratio, A, delta) ? 0 : 1;
-  // A masked token contributes a plain 0 (the reference multiplies by M = 0); + 0 turns −0 into 0.
-  const loss = mask === 0 ? 0 : f32(-A * ratio) + 0;
+  // A masked token contributes a plain 0 (the reference multiplies by M = 0) — unless r overflowed float32:
+  // (−A·inf)·0 is NaN in the trainer. + 0 turns −0 into 0.
+  const loss = mask === 0 ? (ratio === Infinity ? NaN : 0) : f32(-A * ratio) + 0;
   return { pi, mu, ratio, absDiff, mask, loss };
 }
 
@@ -194,6 +195,8 @@ export interface DppoSums {
   maxRatio: number;
   clampedLogpi: number; // model tokens whose logπ was outside [−30, 0]
   clampedLogmu: number;
+  /** Model tokens whose term is not finite in the trainer (a float32 r that overflowed): the loss is NaN or ±inf. */
+  nonFiniteTerms: number;
 }
 
 export interface DppoStats {
@@ -215,6 +218,7 @@ export interface DppoStats {
   maxRatio: number;
   clampedLogpi: number;
   clampedLogmu: number;
+  nonFiniteTerms: number;
 }
 
 export interface DppoBatchResult {
@@ -242,6 +246,7 @@ export function emptyDppoSums(): DppoSums {
     maxRatio: -Infinity,
     clampedLogpi: 0,
     clampedLogmu: 0,
+    nonFiniteTerms: 0,
   };
 }
 
@@ -262,6 +267,7 @@ export function mergeDppoSums(a: DppoSums, b: DppoSums): DppoSums {
     maxRatio: Math.max(a.maxRatio, b.maxRatio),
     clampedLogpi: a.clampedLogpi + b.clampedLogpi,
     clampedLogmu: a.clampedLogmu + b.clampedLogmu,
+    nonFiniteTerms: a.nonFiniteTerms + b.nonFiniteTerms,
   };
 }
 
@@ -298,7 +304,8 @@ const MIN_RATIO = 11;
 const MAX_RATIO = 12;
 const CLAMPED_PI = 13;
 const CLAMPED_MU = 14;
-const SLOTS = 15;
+const NON_FINITE = 15;
+const SLOTS = 16;
 const KERNEL_CHUNK = 1 << 14;
 
 function dppoKernel(
@@ -328,6 +335,7 @@ function dppoKernel(
   let maxRatio = acc[MAX_RATIO];
   let clampedLogpi = acc[CLAMPED_PI];
   let clampedLogmu = acc[CLAMPED_MU];
+  let nonFiniteTerms = acc[NON_FINITE];
 
   const deltaF32 = Math.fround(delta);
   for (let i = start; i < end; i++) {
@@ -379,11 +387,18 @@ function dppoKernel(
         maskedCount++;
         if (A > 0) maskedPosAdv++;
         else maskedNegAdv++;
+        // the trainer multiplies the term by M: (−A·r)·0 is 0, but (−A·inf)·0 is NaN, and so is its loss
+        if (r === Infinity) {
+          lossSum += NaN;
+          nonFiniteTerms++;
+        }
         continue;
       }
     }
     mask[i] = 1;
-    lossSum -= Math.fround(A * r);
+    const term = Math.fround(A * r);
+    if (term - term !== 0) nonFiniteTerms++; // ±inf (r overflowed), or NaN (0·inf)
+    lossSum -= term;
   }
 
   acc[TOKENS] = tokenCount;
@@ -401,6 +416,7 @@ function dppoKernel(
   acc[MAX_RATIO] = maxRatio;
   acc[CLAMPED_PI] = clampedLogpi;
   acc[CLAMPED_MU] = clampedLogmu;
+  acc[NON_FINITE] = nonFiniteTerms;
 }
 
 /** r for a token with a clamped logprob (rare): float32 exp of the float32 difference. */
@@ -430,6 +446,7 @@ function sumsToSlots(s: DppoSums): Float64Array {
   acc[MAX_RATIO] = s.maxRatio;
   acc[CLAMPED_PI] = s.clampedLogpi;
   acc[CLAMPED_MU] = s.clampedLogmu;
+  acc[NON_FINITE] = s.nonFiniteTerms;
   return acc;
 }
 
@@ -449,6 +466,7 @@ function slotsToSums(acc: Float64Array, into: DppoSums): DppoSums {
   into.maxRatio = acc[MAX_RATIO];
   into.clampedLogpi = acc[CLAMPED_PI];
   into.clampedLogmu = acc[CLAMPED_MU];
+  into.nonFiniteTerms = acc[NON_FINITE];
   return into;
 }
 
@@ -502,6 +520,7 @@ export function finalizeDppo(sums: DppoSums): { loss: number; lossSum: number; t
     maxRatio: n === 0 ? 0 : sums.maxRatio,
     clampedLogpi: sums.clampedLogpi,
     clampedLogmu: sums.clampedLogmu,
+    nonFiniteTerms: sums.nonFiniteTerms,
   };
   // + 0 turns a −0 (all terms zero) into 0.
   return { loss: ratioOf(sums.lossSum, n) + 0, lossSum: sums.lossSum + 0, tokenCount: n, stats };

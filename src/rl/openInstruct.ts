@@ -69,7 +69,8 @@ export interface TrainerSample {
 }
 
 const isNumber = (v: unknown): v is number => typeof v === "number";
-const flag = (v: unknown): number => (v === true || v === 1 ? 1 : 0);
+/** A mask value as the trainer reads it (`.bool()`): any nonzero number is true, so packed files may hold sample ids (i+1). */
+const flag = (v: unknown): number => (v === true || (typeof v === "number" && v !== 0) ? 1 : 0);
 
 /** True for open-instruct's packed layout (as opposed to tmax's per-sample trainer line). */
 export function isPackedTrainerLine(line: Record<string, unknown>): boolean {

@@ -19,7 +19,7 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { oneLine, statusOf, type DaytonaSandboxLike } from "./daytonaSdk.js";
-import { DEFAULT_MAX_OUTPUT_BYTES, completeUtf8Length, decodeUtf8 } from "./execOutput.js";
+import { DEFAULT_MAX_OUTPUT_BYTES, decodeUtf8 } from "./execOutput.js";
 import { SandboxError, type ExecOptions, type ExecResult } from "./types.js";
 import { sleep } from "../util/sleep.js";
 
@@ -92,8 +92,13 @@ export function sessionCommand(script: { inline: string } | { file: string }): s
   return "file" in script ? `bash ${shellQuote(script.file)}` : `bash -c ${shellQuote(script.inline)} tmax-exec`;
 }
 
-/** One stream as the wrapper printed it: the extra newline or the cut trailer removed, capped at `cap` bytes. */
-export function decodeStream(text: string | undefined, nonce: string, cap: number): { text: string; truncated: boolean } {
+/**
+ * One stream as the wrapper printed it (its first `cap` bytes), the extra newline or the cut trailer removed.
+ * The daemon decoded those bytes: invalid ones and a character cut by the cap arrive as U+FFFD, as Python's
+ * `bytes[:cap].decode(errors="replace")` gives them; the text is not cut again (a replacement character is
+ * 3 bytes, so it may hold more bytes than the cap, never more characters).
+ */
+export function decodeStream(text: string | undefined, nonce: string): { text: string; truncated: boolean } {
   let s = text ?? "";
   const trailer = `\n${cutTrailer(nonce)}\n`;
   let truncated = false;
@@ -103,9 +108,6 @@ export function decodeStream(text: string | undefined, nonce: string, cap: numbe
   } else if (s.endsWith("\n")) {
     s = s.slice(0, -1);
   }
-  // The daemon hands the bytes on as JSON text: invalid utf-8 may have grown into U+FFFD, so cap again here.
-  const bytes = Buffer.from(s, "utf8");
-  if (bytes.length > cap) return { text: decodeUtf8(bytes.subarray(0, completeUtf8Length(bytes.subarray(0, cap)))), truncated: true };
   return { text: s, truncated };
 }
 
@@ -282,7 +284,7 @@ async function leftovers(remote: DaytonaSandboxLike, nonce: string, cap: number)
   const read = async (name: string) => {
     const bytes = (await fetchFile(remote, `${d}/${name}`)) ?? Buffer.alloc(0);
     if (bytes.length <= cap) return { text: decodeUtf8(bytes), truncated: false };
-    return { text: decodeUtf8(bytes.subarray(0, completeUtf8Length(bytes.subarray(0, cap)))), truncated: true };
+    return { text: decodeUtf8(bytes.subarray(0, cap)), truncated: true };
   };
   return { exitCode: Number(rc), stdout: await read("o"), stderr: await read("e") };
 }
@@ -400,8 +402,8 @@ export async function execInSandbox(t: ExecTarget, argv: string[], opts: ExecOpt
   if ((exitCode === 125 && logs.stderr?.startsWith(WRAPPER_FAILED)) || (exitCode === 127 && !logs.stdout && /^(\S*\/)?sh: (\d+: )?bash: not found/.test(logs.stderr ?? ""))) {
     throw new SandboxError(`exec in ${label} failed: the sandbox could not run tmax's exec wrapper (needs bash and a writable /tmp): ${brief(logs.stderr ?? "")}`, "exec_failed");
   }
-  const stdout = decodeStream(logs.stdout, nonce, cap);
-  const stderr = decodeStream(logs.stderr, nonce, cap);
+  const stdout = decodeStream(logs.stdout, nonce);
+  const stderr = decodeStream(logs.stderr, nonce);
   const timedOut = overdue || (limitSec !== undefined && (exitCode === 124 || (exitCode === 137 && elapsed() >= limitSec * 1000)));
   return {
     stdout: stdout.text,

@@ -34,6 +34,8 @@ export const DEFAULT_PIDS_LIMIT = 4096;
 const KILL_AFTER_SEC = 10;
 /** The host gives up on an exec stream this long after the in-container deadline. */
 const WATCHDOG_SLACK_SEC = 15;
+/** After the host watchdog killed an exec, how long its stream may take to deliver what was written before. */
+const WATCHDOG_DRAIN_MS = 2_000;
 /**
  * tmax's own exec wrapper, by absolute path: a `timeout` the agent put earlier in PATH (/usr/local/bin) is
  * never used. Images without it fall back to the host watchdog (see execInContainer).
@@ -383,8 +385,22 @@ async function execInContainer(
 
   // Without the in-container `timeout`, the host deadline is the only one.
   const watchdogMs = limitSec === undefined ? undefined : (limitSec + (wrapped ? WATCHDOG_SLACK_SEC : 0)) * 1000;
+  const onData = demuxer((which, data) => (which === "stdout" ? stdout : stderr).push(data));
+  let ended = false;
+  const endedPromise = new Promise<void>((resolve) => {
+    const onEnd = () => {
+      ended = true;
+      resolve();
+    };
+    stream.once("end", onEnd);
+    stream.once("close", onEnd);
+    stream.once("error", onEnd);
+  });
+  const detach = () => {
+    stream.off("data", onData);
+    stream.destroy();
+  };
   const outcome = await new Promise<"end" | "watchdog" | "abort" | Error>((done) => {
-    const onData = demuxer((which, data) => (which === "stdout" ? stdout : stderr).push(data));
     const timer = watchdogMs === undefined ? undefined : setTimeout(() => finish("watchdog"), watchdogMs);
     const onAbort = () => finish("abort");
     opts.signal?.addEventListener("abort", onAbort, { once: true });
@@ -394,8 +410,9 @@ async function execInContainer(
       settled = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
-      stream.off("data", onData);
-      if (result !== "end") stream.destroy();
+      // after the watchdog the stream stays attached: what the command wrote before it was killed still arrives
+      if (result !== "watchdog") stream.off("data", onData);
+      if (result !== "end" && result !== "watchdog") stream.destroy();
       done(result);
     }
     stream.on("data", onData);
@@ -407,6 +424,10 @@ async function execInContainer(
   if (outcome === "watchdog" || outcome === "abort") {
     await killExec(docker, container, exec);
     if (outcome === "abort") throw opts.signal?.reason ?? new Error("exec aborted");
+    // the partial output is the command's answer (as when timeout(1) stops it): drain what is in flight,
+    // briefly (a process outside the killed group may hold the stream open)
+    if (!ended) await Promise.race([endedPromise, new Promise((r) => setTimeout(r, WATCHDOG_DRAIN_MS).unref())]);
+    detach();
     return result(124, true);
   }
   if (outcome instanceof Error) throw execError(docker, outcome, info);

@@ -1,5 +1,6 @@
-// Output handling shared by the docker and local backends: a per-stream byte cap that keeps draining,
-// Docker's multiplexed exec stream, and utf-8 decoding that never splits a character.
+// Output handling shared by the backends: a per-stream byte cap that keeps draining, Docker's multiplexed
+// exec stream, and utf-8 decoding as Python's `bytes.decode("utf-8", errors="replace")` does it (what both
+// reference harnesses call): invalid bytes and a character cut by the cap become U+FFFD, a leading BOM stays.
 
 export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 
@@ -7,7 +8,7 @@ export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 export interface CappedBuffer {
   push(chunk: Buffer): void;
   readonly truncated: boolean;
-  /** The kept bytes decoded as utf-8; a character cut by the cap is dropped, invalid bytes become U+FFFD. */
+  /** The kept bytes decoded as Python decodes them (see decodeUtf8): a character cut by the cap is one U+FFFD. */
   text(): string;
 }
 
@@ -33,29 +34,20 @@ export function cappedBuffer(cap: number): CappedBuffer {
       return truncated;
     },
     text() {
-      const bytes = Buffer.concat(kept, size);
-      return decodeUtf8(truncated ? bytes.subarray(0, completeUtf8Length(bytes)) : bytes);
+      return decodeUtf8(Buffer.concat(kept, size));
     },
   };
 }
 
-const decoder = new TextDecoder("utf-8", { fatal: false });
+// ignoreBOM: a TextDecoder otherwise drops a leading U+FEFF, which Python's utf-8 codec keeps.
+const decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
+/**
+ * Python's `bytes.decode("utf-8", errors="replace")`: one U+FFFD per maximal invalid subpart (the WHATWG
+ * decoder and CPython agree on that), an unfinished sequence at the end is one U+FFFD, a BOM is a character.
+ */
 export function decodeUtf8(bytes: Uint8Array): string {
   return decoder.decode(bytes);
-}
-
-/** Length of `bytes` without a trailing, incomplete multi-byte utf-8 sequence. */
-export function completeUtf8Length(bytes: Uint8Array): number {
-  const end = bytes.length;
-  // A sequence is at most 4 bytes long, so only the last 3 bytes can start an unfinished one.
-  for (let i = end - 1; i >= 0 && i >= end - 3; i--) {
-    const b = bytes[i];
-    if ((b & 0xc0) === 0x80) continue; // continuation byte: keep looking for the lead byte
-    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
-    return end - i < need ? i : end;
-  }
-  return end;
 }
 
 /**

@@ -91,7 +91,8 @@ while IFS= read -r line; do
   case $line in
     X\ *) eval "set -- ${"$"}{line#X }"; run "$@" & ;;
     O\ *) out "${"$"}{line#O }" ;;
-    K\ *) id=${"$"}{line#K }; read -r p < "$d/$id.pid" 2>/dev/null && { kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; } ;;
+    # the pid file has no newline, so read returns 1 at its end: the value is checked, not read's status
+    K\ *) id=${"$"}{line#K }; p=; read -r p < "$d/$id.pid" 2>/dev/null; [[ $p =~ ^[0-9]+$ ]] && { kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; } ;;
   esac
 done
 `;

@@ -179,8 +179,14 @@ describe("tmax rollout over the token loop", { skip: ENGINE_SKIP }, () => {
       for (const r of records) {
         const mine = episodes.filter((c) => decode(c.ids).startsWith(`seed ${r.reward === 1 ? 3 : 4}`));
         const lastTurn = mine.at(-1)!;
-        // submitted: the record is the last request's prompt followed by its sampled ids, nothing re-rendered
-        assert.deepEqual([...r.prompt_tokens, ...r.response_tokens], [...lastTurn.promptIds, ...lastTurn.ids]);
+        // submitted: the record is the last request's prompt, its sampled ids, then open-instruct's test report
+        // (SWERLVanilluxSandboxEnv._run_tests) wrapped like any observation with mask 0, nothing re-rendered
+        const passed = r.reward === 1;
+        const report = `Test execution complete.\nExit code: 0\n[STDOUT]\n${passed ? "PASS: /app/hello.txt has the expected content" : "FAIL: /app/hello.txt does not exist"}\n\n[STDERR]\n\nReward: ${passed ? "1.0" : "0.0"}`;
+        const reportIds = encode(observationWrapper(report));
+        assert.deepEqual([...r.prompt_tokens, ...r.response_tokens], [...lastTurn.promptIds, ...lastTurn.ids, ...reportIds]);
+        assert.deepEqual(r.response_mask.slice(-reportIds.length), new Array(reportIds.length).fill(0));
+        assert.ok(server.tokenizeRequests.some((q) => q.prompt === observationWrapper(report)));
         assert.equal(r.exit_status, "submitted");
         assert.equal(r.num_model_tokens, mine.reduce((n, c) => n + c.ids.length, 0));
       }

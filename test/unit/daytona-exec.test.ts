@@ -66,11 +66,11 @@ test("exec timeout kills the command (and what it started) and reports 124", asy
   assert.deepEqual([fast.exitCode, fast.timedOut], [0, false]);
 });
 
-test("exec caps each stream separately and never splits a utf-8 character", async (t) => {
+test("exec caps each stream separately; a character cut by the cap is one U+FFFD (as Python decodes it)", async (t) => {
   const { sandbox } = await withSandbox(t);
   const r = await sandbox.exec(["bash", "-c", "head -c 5000 /dev/zero | tr '\\0' a; for i in $(seq 100); do printf 'é' >&2; done"], { maxOutputBytes: 101 });
   assert.equal(r.stdout, "a".repeat(101));
-  assert.equal(r.stderr, "é".repeat(50));
+  assert.equal(r.stderr, "é".repeat(50) + "\uFFFD"); // Python: ("é" * 100).encode()[:101].decode("utf-8", "replace")
   assert.equal(r.truncated, true);
   const small = await sandbox.exec(["bash", "-c", "printf 1234; printf 56 >&2"], { maxOutputBytes: 4 });
   assert.deepEqual([small.stdout, small.stderr, small.truncated], ["1234", "56", false]);
@@ -153,20 +153,20 @@ test("output caps: the first maxOutputBytes of each stream, truncated only when 
   const lines = await sandbox.exec(["bash", "-c", "seq 1 100000; echo done >&2"], { maxOutputBytes: 10 });
   assert.deepEqual([lines.stdout, lines.stderr, lines.truncated], ["1\n2\n3\n4\n5\n", "done\n", true]);
   const euro = await sandbox.exec(["bash", "-c", "printf '€€€'"], { maxOutputBytes: 4 });
-  assert.deepEqual([euro.stdout, euro.truncated], ["€", true]);
+  assert.deepEqual([euro.stdout, euro.truncated], ["€\uFFFD", true]);
   const zero = await sandbox.exec(["bash", "-c", "echo x"], { maxOutputBytes: 0 });
   assert.deepEqual([zero.stdout, zero.truncated], ["", true]);
 });
 
-test("decodeStream: the wrapper's newline or cut trailer is removed; a grown stream is capped again", () => {
-  assert.deepEqual(decodeStream("abc\n", "n1", 10), { text: "abc", truncated: false });
-  assert.deepEqual(decodeStream("abc\n\n", "n1", 10), { text: "abc\n", truncated: false });
-  assert.deepEqual(decodeStream("", "n1", 10), { text: "", truncated: false });
-  assert.deepEqual(decodeStream(undefined, "n1", 10), { text: "", truncated: false });
-  assert.deepEqual(decodeStream("12345\n__tmax_cut_n1__\n", "n1", 5), { text: "12345", truncated: true });
-  assert.deepEqual(decodeStream("12345\n__tmax_cut_other__\n", "n1", 100), { text: "12345\n__tmax_cut_other__", truncated: false }, "another exec's trailer is output");
-  // invalid bytes arrive as U+FFFD (3 bytes each): never more than the cap, never a split character
-  assert.deepEqual(decodeStream("a\uFFFD\uFFFD\n", "n1", 3), { text: "a", truncated: true });
+test("decodeStream: the wrapper's newline or cut trailer is removed; the daemon's decoding is kept", () => {
+  assert.deepEqual(decodeStream("abc\n", "n1"), { text: "abc", truncated: false });
+  assert.deepEqual(decodeStream("abc\n\n", "n1"), { text: "abc\n", truncated: false });
+  assert.deepEqual(decodeStream("", "n1"), { text: "", truncated: false });
+  assert.deepEqual(decodeStream(undefined, "n1"), { text: "", truncated: false });
+  assert.deepEqual(decodeStream("12345\n__tmax_cut_n1__\n", "n1"), { text: "12345", truncated: true });
+  assert.deepEqual(decodeStream("12345\n__tmax_cut_other__\n", "n1"), { text: "12345\n__tmax_cut_other__", truncated: false }, "another exec's trailer is output");
+  // the daemon's U+FFFD (3 bytes each, for 1 raw byte) stay as it decoded them: nothing is cut again
+  assert.deepEqual(decodeStream("a\uFFFD\uFFFD\n", "n1"), { text: "a\uFFFD\uFFFD", truncated: false });
 });
 
 test("background processes survive the command and do not hold its answer", async (t) => {

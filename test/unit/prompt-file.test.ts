@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
-import { DEFAULT_OBSERVATION } from "../../src/agent/observation.js";
+import { formatObservation, REFERENCE_OBSERVATION_FALLBACKS } from "../../src/agent/observation.js";
 import { loadPromptFile, resolvePrompts } from "../../src/agent/promptFile.js";
 import { DEFAULT_PROMPTS, fillPlaceholder } from "../../src/agent/prompts.js";
 import { ROOT } from "../support/env.js";
@@ -54,8 +54,18 @@ test("mini-swe-agent's layout: templates under agent:, format_error_template und
   assert.equal(p.system, "S");
   assert.equal(p.instance("t"), "Do: t");
   assert.equal(p.formatError("e"), "Bad: e");
-  assert.deepEqual(p.observation, DEFAULT_OBSERVATION);
+  assert.deepEqual(p.observation, REFERENCE_OBSERVATION_FALLBACKS);
   assert.equal(p.formatErrorText, undefined);
+});
+
+test("a prompt file without too_long_hint cuts long output with the reference's fallback hint, not ours", () => {
+  // vanillux_solver._truncate_observation and swerl_vanillux_sandbox both read `.get("too_long_hint", "Output truncated.")`
+  const file = write("nohint.yaml", "system_template: S\ninstance_template: '{{task}}'\nobservation:\n  max_chars: 10\n  head_chars: 3\n  tail_chars: 2\n");
+  const p = loadPromptFile(file);
+  assert.equal(p.observation.tooLongHint, "Output truncated.");
+  const outcome = { stdout: "0123456789AB", stderr: "", exitCode: 0, timedOut: false };
+  const expected = "Output truncated.\n\n---- HEAD (3 chars) ----\n012\n---- 7 chars elided ----\n---- TAIL (2 chars) ----\nAB\n\n(exit_code=0)";
+  for (const profile of ["eval", "train"] as const) assert.equal(formatObservation(outcome, { profile, timeoutSec: 120, config: p.observation }), expected, profile);
 });
 
 test("a bad prompt file is one clear line naming the file and the key", () => {

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { installSignalCleanup, removeAllTracked, track, trackedCount, untrack, type Removable } from "../../src/sandbox/cleanup.js";
 import { parseDockerHost } from "../../src/sandbox/engine.js";
-import { cappedBuffer, completeUtf8Length, demuxer } from "../../src/sandbox/execOutput.js";
+import { cappedBuffer, decodeUtf8, demuxer } from "../../src/sandbox/execOutput.js";
 import { createBackend } from "../../src/sandbox/index.js";
 
 function frame(stream: 1 | 2, payload: Buffer | string): Buffer {
@@ -45,25 +45,24 @@ test("cappedBuffer decodes multi-byte characters split across chunks", () => {
   assert.equal(buf.text(), "€!");
 });
 
-test("cappedBuffer drops a character cut by the cap instead of emitting U+FFFD", () => {
+test("cappedBuffer: a character cut by the cap is one U+FFFD, as Python decodes bytes[:cap] with errors='replace'", () => {
   const buf = cappedBuffer(4);
   buf.push(Buffer.from("€€")); // 6 bytes: the cap cuts the second euro after 1 byte
-  assert.equal(buf.text(), "€");
+  assert.equal(buf.text(), "€\uFFFD"); // python3: "€€".encode()[:4].decode("utf-8", "replace")
   assert.equal(buf.truncated, true);
+});
+
+test("a leading BOM is kept, as Python's utf-8 codec keeps it (TextDecoder drops it by default)", () => {
+  const buf = cappedBuffer(100);
+  buf.push(Buffer.from([0xef, 0xbb, 0xbf, 0x68, 0x69]));
+  assert.equal(buf.text(), "\uFEFFhi");
+  assert.equal(decodeUtf8(new Uint8Array([0xef, 0xbb, 0xbf])), "\uFEFF");
 });
 
 test("invalid utf-8 becomes U+FFFD rather than failing", () => {
   const buf = cappedBuffer(100);
   buf.push(Buffer.from([0x61, 0xff, 0xfe, 0x62]));
   assert.equal(buf.text(), "a\uFFFD\uFFFDb");
-});
-
-test("completeUtf8Length trims only an unfinished trailing sequence", () => {
-  const s = Buffer.from("a€😀");
-  assert.equal(completeUtf8Length(s), s.length);
-  for (let cut = 1; cut <= 3; cut++) assert.equal(completeUtf8Length(s.subarray(0, s.length - cut)), 4, `cut ${cut}`);
-  assert.equal(completeUtf8Length(Buffer.from("abc")), 3);
-  assert.equal(completeUtf8Length(Buffer.alloc(0)), 0);
 });
 
 test("parseDockerHost understands unix, tcp, https and ssh forms and rejects junk", () => {
