@@ -197,10 +197,11 @@ test("doctor --backend daytona prints one line per finding and exits 1 when one 
   state.snapshots.set("my-snap", { name: "my-snap", state: "active" });
   const o = { skipModel: true, backend: "daytona" as const, image: "my-snap" } as Parameters<typeof doctorCommand>[0];
   assert.equal(await doctorCommand(o, { env: ENV, loadSdk: async () => sdk }), 0);
-  assert.equal(lines.length, 5);
+  assert.equal(lines.length, 6); // the Node.js runtime line, then five Daytona findings
+  assert.match(lines[0], /Node\.js v\d+/);
   assert.ok(lines.every((l) => !l.includes("\n")));
   assert.match(lines.at(-1)!, /snapshot 'my-snap' is active/);
   lines.length = 0;
   assert.equal(await doctorCommand(o, { env: {}, loadSdk: async () => sdk }), 1);
-  assert.match(lines[0], /FAIL.*DAYTONA_API_KEY is not set.*fix: export DAYTONA_API_KEY=/);
+  assert.match(lines[1], /FAIL.*DAYTONA_API_KEY is not set.*fix: export DAYTONA_API_KEY=/);
 });
