@@ -163,6 +163,8 @@ export const TMAX_JOB_LABEL = "io.tmax.job";
 export const TMAX_NETWORK_LABEL = "io.tmax.network";
 
 export class SandboxError extends Error {
+  /** The engine failed, not the task or the agent: the trial is retried and left out of the infra-clean score. */
+  readonly infrastructure: boolean;
   constructor(
     message: string,
     readonly kind: "engine_unreachable" | "image_not_found" | "build_failed" | "build_timeout" | "create_failed" | "exec_failed",
@@ -171,5 +173,11 @@ export class SandboxError extends Error {
   ) {
     super(message);
     this.name = "SandboxError";
+    this.infrastructure = SandboxError.isInfrastructure(kind);
+  }
+
+  /** The kinds that are the engine's failure (a build or a missing image is the task's). */
+  static isInfrastructure(kind: string): boolean {
+    return kind === "engine_unreachable" || kind === "create_failed" || kind === "exec_failed";
   }
 }
