@@ -5,7 +5,7 @@ import path from "node:path";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { isWithin } from "../util/fs.js";
 import { describeValue, IMAGE_REF, isDir, isFile } from "./files.js";
-import type { ComposeHealthcheck, ComposeService, ComposeSpec, DependsCondition } from "./types.js";
+import type { ComposeService, ComposeSpec, DependsCondition } from "./types.js";
 
 export type { ComposeHealthcheck, ComposeService, ComposeSpec, DependsCondition } from "./types.js";
 
