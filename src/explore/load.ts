@@ -5,7 +5,7 @@ import path from "node:path";
 import { MAX_JSON_BYTES, isRegularFile, listDir, readTextCapped } from "../util/safeRead.js";
 import { rewardOfResult } from "../jobs/reward.js";
 import { JobConfig, TrialResultCore } from "../jobs/schema.js";
-import { TamperReport, tamperSummary } from "../jobs/tamper.js";
+import { TamperReport, tamperSummary } from "../jobs/tamperRecord.js";
 import { Trajectory } from "../agent/schema.js";
 import { TRAINER_LOGPROBS_FILE as TRAINER_LOGPROBS } from "../rl/openInstruct.js";
 import { atifToView, messagesToView, trajectoryKind } from "../jobs/atif.js";

@@ -6,7 +6,7 @@ import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { rewardOfResult } from "./reward.js";
 import { TrialResultCore } from "./schema.js";
-import { TamperReport } from "./tamper.js";
+import { TamperReport } from "./tamperRecord.js";
 import { isRegularFileSync, listDirSync, readTextCappedSync } from "../util/safeRead.js";
 
 export const RUN_ASSIGNMENT_BY_START = "per task by started_at, ties by trial name (the trial names carry no attempt index)";

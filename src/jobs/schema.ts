@@ -2,7 +2,7 @@
 // (pydantic ignores unknown keys, so Harbor reads them), tmax's own fields are extra keys next to them.
 // The Harbor shapes are checked against hand-derived JSON Schemas in test/schemas/harbor/.
 import { z } from "zod";
-import { TamperReport } from "./tamper.js";
+import { TamperReport } from "./tamperRecord.js";
 
 export const AgentName = z.enum(["tmax", "oracle", "nop"]);
 export type AgentName = z.infer<typeof AgentName>;

@@ -132,7 +132,9 @@ export interface TrialInput {
 
 export type TrialPhase = "build" | "agent" | "verify" | "logs";
 
+// Kept where they were for importers written before they moved (remove once none is left).
 export { exceptionInfo, TrialPhaseError } from "./trialError.js";
+export { rewardOf } from "./reward.js";
 
 const now = () => new Date().toISOString();
 
