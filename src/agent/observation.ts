@@ -59,9 +59,6 @@ export const DEFAULT_OBSERVATION: ObservationConfig = {
   tooLongHint: TOO_LONG_HINT,
 };
 
-/** @deprecated use DEFAULT_OBSERVATION */
-export const OBSERVATION_LIMITS = DEFAULT_OBSERVATION;
-
 export interface CommandOutcome {
   stdout: string;
   stderr: string;

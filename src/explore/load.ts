@@ -3,8 +3,9 @@
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import { MAX_JSON_BYTES, isRegularFile, listDir, readTextCapped } from "../util/safeRead.js";
+import { rewardOfResult } from "../jobs/reward.js";
 import { JobConfig, TrialResultCore } from "../jobs/schema.js";
-import { TamperReport, tamperSummary } from "../jobs/tamper.js";
+import { TamperReport, tamperSummary } from "../jobs/tamperRecord.js";
 import { Trajectory } from "../agent/schema.js";
 import { TRAINER_LOGPROBS_FILE as TRAINER_LOGPROBS } from "../rl/openInstruct.js";
 import { atifToView, messagesToView, trajectoryKind } from "../jobs/atif.js";
@@ -235,20 +236,6 @@ function schemaProblems(error: { issues: { path: PropertyKey[]; message: string 
   return parts.join("; ");
 }
 
-/** The reward scores use: `reward`, else the verifier's "reward" key, else the mean of its rewards; 0 if none. */
-export function rewardOf(r: Record<string, unknown>): number {
-  const top = num(r.reward);
-  if (top !== null) return top;
-  const rewards = obj(obj(r.verifier_result)?.rewards);
-  if (rewards) {
-    const direct = num(rewards.reward);
-    if (direct !== null) return direct;
-    const vals = Object.values(rewards).map(num).filter((v): v is number => v !== null);
-    if (vals.length) return vals.reduce((a, b) => a + b, 0) / vals.length;
-  }
-  return 0;
-}
-
 /** Turns one parsed result.json (tmax or Harbor) into a row, recording what was missing. */
 export function trialRowFromResult(
   raw: unknown,
@@ -287,7 +274,7 @@ export function trialRowFromResult(
     benchmark: defaults.benchmark ?? (source ? path.basename(source) : "unknown"),
     model: defaults.model ?? str(modelInfo?.name) ?? str(agentInfo?.name) ?? "unknown",
     attempt,
-    reward: rewardOf(r),
+    reward: rewardOfResult(r),
     exitStatus: str(agentResult?.exit_status) ?? (excType ? `exception: ${excType}` : "unknown"),
     exception: exc ? `${excType}: ${str(exc.exception_message) ?? ""}`.slice(0, 500) : null,
     ...tamperOf(r.tamper),

@@ -268,35 +268,6 @@ function diffHtml(d: JobDiff): string {
   );
 }
 
-export function modelCardTable(d: ReportData): string {
-  if (!d.benchmarks.length) return `<div class="empty">No finished trials to score.</div>`;
-  const head = d.models.map((m) => `<th>${esc(m)}</th>`).join("");
-  const body = d.benchmarks
-    .map((b) => {
-      const cols = d.models
-        .map((m) => {
-          const c = d.cells[b]?.[m];
-          if (!c) return `<td class="cell muted">—</td>`;
-          const sem = Number.isFinite(c.sem) ? ` ± ${pct(c.sem)}` : "";
-          const missing = c.missing ? ` · ${c.missing} missing` : "";
-          return (
-            `<td class="cell" data-benchmark="${esc(b)}" data-model="${esc(m)}">` +
-            `<div class="mean">${pct(c.mean)}${sem}</div>` +
-            `<div class="detail">std ${pct(c.std)} · n = ${c.n} run${c.n === 1 ? "" : "s"}</div>` +
-            `<div class="detail">${c.tasks} tasks · ${c.trials} trials${missing}</div></td>`
-          );
-        })
-        .join("");
-      return `<tr><td><b>${esc(b)}</b></td>${cols}</tr>`;
-    })
-    .join("");
-  return (
-    `<table class="model-card" data-testid="score-table"><thead><tr><th>benchmark</th>${head}</tr></thead><tbody>${body}</tbody></table>` +
-    `<div class="legend">Cells: mean reward in % ± standard error of the mean (SEM = std/√n) over n runs; ` +
-    `std = sample standard deviation of the per-run means. A run is one attempt at every task; its score is the mean reward over tasks.</div>`
-  );
-}
-
 function taskTableHtml(d: ReportData): string {
   const key = (t: ReportTrial) => JSON.stringify([t.benchmark, t.task]);
   const tasks = [...new Set(d.trials.map(key))].sort().map((k) => JSON.parse(k) as [string, string]);

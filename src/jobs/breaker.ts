@@ -1,6 +1,7 @@
 // A circuit breaker for jobs and rollouts: after N consecutive infrastructure failures (model server or
 // engine unreachable) new trials wait instead of failing one after another; the infrastructure is probed
 // with exponential backoff and the job resumes by itself when it answers again, or stops after a bound.
+import { jitteredBackoff } from "../util/backoff.js";
 
 export interface BreakerOptions {
   /** Consecutive infrastructure failures that pause the job (default 3). */
@@ -24,11 +25,6 @@ export class InfrastructureDownError extends Error {
   }
 }
 
-/** Exponential backoff with jitter: half of the delay fixed, half random (same shape as the model client's). */
-export function jitteredBackoff(attempt: number, baseMs: number, capMs: number): number {
-  const exp = Math.min(capMs, baseMs * 2 ** attempt);
-  return exp / 2 + Math.random() * (exp / 2);
-}
 
 export class CircuitBreaker {
   private consecutive = 0;

@@ -12,7 +12,8 @@ import { redactUrl } from "../util/redact.js";
 import { TMAX_VERSION } from "../util/version.js";
 import { harborAgent, harborEnvironment, harborTrialConfig } from "./harbor.js";
 import { JobConfig, type AgentName, type TrialResult } from "./schema.js";
-import { exceptionInfo, type TrialSettings } from "./trial.js";
+import type { TrialSettings } from "./trial.js";
+import { exceptionInfo } from "./trialError.js";
 
 export interface JobConfigInput extends TrialSettings {
   jobDir: string;

@@ -4,8 +4,9 @@
 // (a missing start sorts last), ties broken by trial name; trial i of that order is run i.
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
+import { rewardOfResult } from "./reward.js";
 import { TrialResultCore } from "./schema.js";
-import { TamperReport } from "./tamper.js";
+import { TamperReport } from "./tamperRecord.js";
 import { isRegularFileSync, listDirSync, readTextCappedSync } from "../util/safeRead.js";
 
 export const RUN_ASSIGNMENT_BY_START = "per task by started_at, ties by trial name (the trial names carry no attempt index)";
@@ -67,18 +68,6 @@ function readJson(file: string, root: string, issues: ReadJob["issues"]): unknow
   }
 }
 
-/** The reward: tmax's `reward`, else the verifier's "reward" key, else the mean of its rewards; 0 when there is none. */
-export function rewardFromResult(r: Json): number {
-  const top = num(r.reward);
-  if (top !== null) return top;
-  const rewards = obj(obj(r.verifier_result)?.rewards);
-  if (!rewards) return 0;
-  const direct = num(rewards.reward);
-  if (direct !== null) return direct;
-  const values = Object.values(rewards).map(num).filter((v): v is number => v !== null);
-  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : 0;
-}
-
 /** Dotted paths of the tmax fields a result lacks (for the one-line note). */
 function missingFields(r: Json): string[] {
   const parsed = TrialResultCore.safeParse(r);
@@ -137,7 +126,7 @@ export function readJob(jobDir: string): ReadJob {
       const m = /__(\d+)$/.exec(entry.name);
       if (m) attempt = Number(m[1]);
     }
-    trials.push({ task_name: task, trial_name: str(r.trial_name) ?? entry.name, attempt, reward: rewardFromResult(r), started_at: str(r.started_at), exception_info: exception, dir: trialDir, ...tamperOf(r.tamper) });
+    trials.push({ task_name: task, trial_name: str(r.trial_name) ?? entry.name, attempt, reward: rewardOfResult(r), started_at: str(r.started_at), exception_info: exception, dir: trialDir, ...tamperOf(r.tamper) });
   }
   if (incomplete.length) {
     const fields = [...new Set(incomplete.flatMap((i) => i.missing))];

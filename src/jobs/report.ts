@@ -4,7 +4,7 @@
 import { scoreJob, taskLevelUncertainty, type JobScores, type TaskLevelUncertainty } from "./metrics.js";
 import { readJob, type ReadJob, type ReadTrial } from "./read.js";
 import { mdEscape as md } from "../util/terminal.js";
-import { tamperSummary } from "./tamper.js";
+import { tamperSummary } from "./tamperRecord.js";
 
 export interface JobReport {
   jobDir: string;

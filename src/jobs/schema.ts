@@ -2,7 +2,7 @@
 // (pydantic ignores unknown keys, so Harbor reads them), tmax's own fields are extra keys next to them.
 // The Harbor shapes are checked against hand-derived JSON Schemas in test/schemas/harbor/.
 import { z } from "zod";
-import { TamperReport } from "./tamper.js";
+import { TamperReport } from "./tamperRecord.js";
 
 export const AgentName = z.enum(["tmax", "oracle", "nop"]);
 export type AgentName = z.infer<typeof AgentName>;
@@ -220,23 +220,6 @@ export const JobConfig = z.object({
   dataset_source: z.object({ name: z.string(), version: z.string(), commit: z.string().nullable(), registry: z.string() }).optional(),
 });
 export type JobConfig = z.infer<typeof JobConfig>;
-
-/** The first tmax job config (before Harbor's shape); still read by report/explore. */
-export const LegacyJobConfig = z.object({
-  schema: z.literal("tmax.job/v1"),
-  job_name: z.string(),
-  dataset: z.string(),
-  tasks: z.array(z.object({ name: z.string(), checksum: z.string() })),
-  agent: AgentName,
-  k: z.number(),
-  model: z.object({ name: z.string(), base_url: z.string(), profile: z.enum(["eval", "train"]) }).nullable(),
-  timeout_multiplier: z.number(),
-  image_map: z.record(z.string(), z.string()),
-  backend: z.string(),
-  created_at: z.string(),
-  /** Set when the dataset came from a registry by name@version. */
-  dataset_source: z.object({ name: z.string(), version: z.string(), commit: z.string().nullable(), registry: z.string() }).optional(),
-});
 
 /** Harbor's AgentDatasetStats: one entry of JobStats.evals, keyed `<agent>__<model>__<dataset>`. */
 export const EvalStats = z.object({

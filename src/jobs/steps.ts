@@ -7,14 +7,22 @@ import path from "node:path";
 import type { Sandbox } from "../sandbox/types.js";
 import { aggregateStepRewards, meetsMinReward } from "../tasks/steps.js";
 import type { Task, TaskStep } from "../tasks/types.js";
+import { rewardOf } from "./reward.js";
 import type { TrialResult } from "./schema.js";
-import type { TrialInput } from "./trial.js";
-import { exceptionInfo, rewardOf } from "./trial.js";
+import { exceptionInfo } from "./trialError.js";
 
 type StepResult = NonNullable<TrialResult["step_results"]>[number];
 
-export interface StepPhases {
-  runAgent(input: TrialInput, sandbox: Sandbox, result: TrialResult, mult: number): Promise<void>;
+/** What the steps read of a trial's input (trial.ts passes its TrialInput through to runAgent). */
+export interface StepInput {
+  task: Task;
+  trialDir: string;
+  passEnv?: string[];
+  signal?: AbortSignal;
+}
+
+export interface StepPhases<I extends StepInput = StepInput> {
+  runAgent(input: I, sandbox: Sandbox, result: TrialResult, mult: number): Promise<void>;
   verify(task: Task, sandbox: Sandbox, trialDir: string, mult: number, signal?: AbortSignal, passEnv?: string[]): Promise<{ rewards: Record<string, number> }>;
   fail(e: unknown): void;
 }
@@ -31,7 +39,7 @@ export function stepTask(task: Task, step: TaskStep): Task {
   };
 }
 
-export async function runSteps(input: TrialInput, sandbox: Sandbox, result: TrialResult, mult: number, phases: StepPhases): Promise<void> {
+export async function runSteps<I extends StepInput>(input: I, sandbox: Sandbox, result: TrialResult, mult: number, phases: StepPhases<I>): Promise<void> {
   const task = input.task;
   const steps: StepResult[] = [];
   result.step_results = steps;

@@ -10,11 +10,9 @@ import type { TokenClient } from "../model/tokens.js";
 import type { PromptSet } from "../agent/prompts.js";
 import type { Trajectory } from "../agent/schema.js";
 import type { ModelClient, Profile } from "../model/types.js";
-import { ModelError } from "../model/types.js";
 import type { PullPolicy } from "../sandbox/images.js";
 import type { PullProgress } from "../sandbox/pull.js";
 import type { FileChange, Sandbox, SandboxBackend, SandboxBackendName, SandboxSpec } from "../sandbox/types.js";
-import { SandboxError } from "../sandbox/types.js";
 import { JOB_DIR_LABEL, JOB_ID_LABEL } from "../sandbox/owner.js";
 import { passedEnv, resolveEnvTemplates } from "../tasks/harbor.js";
 import { checkTaskTimeouts } from "../tasks/timeouts.js";
@@ -22,10 +20,12 @@ import type { Task } from "../tasks/types.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import { TMAX_VERSION } from "../util/version.js";
 import { collectLogs } from "./collectLogs.js";
-import type { AgentName, ExceptionInfo, TrialResult } from "./schema.js";
+import type { AgentName, TrialResult } from "./schema.js";
+import { rewardOf } from "./reward.js";
+import { exceptionInfo, isInfrastructureKind, TrialPhaseError } from "./trialError.js";
 import { runSteps, type StepPhases } from "./steps.js";
 import { rolloutDetails, toAtif } from "./atif.js";
-import { harborExceptionType, harborTrialConfig, phaseMultipliers } from "./harbor.js";
+import { harborTrialConfig, phaseMultipliers } from "./harbor.js";
 import { tamperReport, type IntegrityMode, type TamperReport } from "./tamper.js";
 import { chooseIsolation, clampUnit, verify, VerifierError, type TestRunOutput, type VerifierIsolation } from "./verifier.js";
 import { newBudget } from "../sandbox/safeExtract.js";
@@ -132,12 +132,9 @@ export interface TrialInput {
 
 export type TrialPhase = "build" | "agent" | "verify" | "logs";
 
-export class TrialPhaseError extends Error {
-  constructor(readonly type: string, message: string, readonly infrastructure = false) {
-    super(message);
-    this.name = type;
-  }
-}
+// Kept where they were for importers written before they moved (remove once none is left).
+export { exceptionInfo, TrialPhaseError } from "./trialError.js";
+export { rewardOf } from "./reward.js";
 
 const now = () => new Date().toISOString();
 
@@ -467,7 +464,7 @@ async function recordEpisode(trajectory: Trajectory, trialDir: string, result: T
   if (trajectory.exitStatus === "error") {
     // the model server or the engine going away is infrastructure (retried by the runner); anything else is the agent's
     const kind = trajectory.errorKind ?? "other";
-    const infra = INFRA_ERROR_KINDS.has(kind);
+    const infra = isInfrastructureKind(kind);
     throw new TrialPhaseError(kind.startsWith("model:") ? "ModelError" : kind.startsWith("sandbox:") ? "EnvironmentError" : "AgentError", trajectory.error ?? "agent error", infra);
   }
 }
@@ -484,8 +481,6 @@ async function tamperOf(sandbox: Sandbox, mode: IntegrityMode): Promise<{ tamper
   }
 }
 
-const INFRA_ERROR_KINDS = new Set(["model:unreachable", "model:timeout", "model:http", "sandbox:engine_unreachable", "sandbox:exec_failed"]);
-
 /** tmax's own verifier/reward.txt (one number) or reward.json (named numbers), as Harbor lays them out; never the sandbox's bytes. */
 async function writeRewardFile(trialDir: string, rewards: Record<string, number>): Promise<void> {
   const dir = path.join(trialDir, "verifier");
@@ -493,34 +488,4 @@ async function writeRewardFile(trialDir: string, rewards: Record<string, number>
   const keys = Object.keys(rewards);
   if (keys.length === 1 && keys[0] === "reward") await writeFile(path.join(dir, "reward.txt"), `${rewards.reward}\n`);
   else await writeJsonAtomic(path.join(dir, "reward.json"), rewards);
-}
-
-/** The reward scores use: the "reward" entry when present, else the mean of all entries. */
-export function rewardOf(rewards: Record<string, number>): number {
-  if (typeof rewards.reward === "number") return rewards.reward;
-  const values = Object.values(rewards);
-  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : 0;
-}
-
-export function exceptionInfo(e: unknown): ExceptionInfo {
-  const err = e instanceof Error ? e : new Error(String(e));
-  let type = err.name || "Error";
-  let infrastructure = false;
-  if (e instanceof TrialPhaseError) {
-    type = e.type;
-    infrastructure = e.infrastructure;
-  } else if (e instanceof SandboxError) {
-    type = e.kind === "build_failed" || e.kind === "build_timeout" ? "BuildError" : e.kind === "image_not_found" ? "ImageNotFoundError" : "EnvironmentError";
-    infrastructure = e.kind === "engine_unreachable" || e.kind === "create_failed" || e.kind === "exec_failed";
-  } else if (e instanceof ModelError) {
-    type = "ModelError";
-    infrastructure = e.kind === "unreachable" || e.kind === "timeout" || e.kind === "http";
-  }
-  return {
-    exception_type: harborExceptionType(type),
-    exception_message: err.message.split("\n")[0],
-    exception_traceback: err.stack ?? `${type}: ${err.message}`,
-    occurred_at: now(),
-    infrastructure,
-  };
 }

@@ -24,6 +24,7 @@ import {
   type ToolCall,
 } from "./types.js";
 import { redactUrl, registerSecret } from "../util/redact.js";
+import { jitteredBackoff } from "../util/backoff.js";
 import { sleep } from "../util/sleep.js";
 
 const BASH_COMMAND_DESCRIPTION = "The command to run (chain several with && or ||).";
@@ -361,8 +362,7 @@ function isRetryable(err: unknown): boolean {
 /** Exponential backoff with jitter (half fixed, half random), or the server's Retry-After when it gives one. */
 export function backoffMs(attempt: number, baseMs: number, retryAfter?: number): number {
   if (retryAfter !== undefined) return Math.min(retryAfter, RETRY_AFTER_CAP_MS);
-  const exp = Math.min(RETRY_CAP_MS, baseMs * 2 ** attempt);
-  return exp / 2 + Math.random() * (exp / 2);
+  return jitteredBackoff(attempt, baseMs, RETRY_CAP_MS);
 }
 
 function retryAfterMs(err: unknown): number | undefined {

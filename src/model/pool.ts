@@ -4,6 +4,7 @@
 // messages start with the system prompt, the instruction and the first assistant reply, which together are
 // unique to the episode.
 import { createHash } from "node:crypto";
+import { jitteredBackoff } from "../util/backoff.js";
 import { redactUrl } from "../util/redact.js";
 import { ModelError, type ChatMessage, type ModelClient, type ModelConfig, type ModelTurn } from "./types.js";
 
@@ -58,7 +59,6 @@ export function createModelPool(config: ModelConfig, single: (c: ModelConfig) =>
     s.healthy = false;
     notice(`model server ${redactUrl(s.url)} taken out of rotation (${why}); probing it`);
     const probe = (attempt: number) => {
-      const exp = Math.min(PROBE_CAP_MS, PROBE_BASE_MS * 2 ** attempt);
       s.probing = setTimeout(async () => {
         try {
           await s.client.listModels({ signal: AbortSignal.timeout(10_000) });
@@ -68,7 +68,7 @@ export function createModelPool(config: ModelConfig, single: (c: ModelConfig) =>
         } catch {
           probe(attempt + 1);
         }
-      }, exp / 2 + Math.random() * (exp / 2));
+      }, jitteredBackoff(attempt, PROBE_BASE_MS, PROBE_CAP_MS));
       s.probing.unref();
     };
     probe(0);

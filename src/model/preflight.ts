@@ -36,13 +36,6 @@ export async function probeModel(client: ModelClient, signal?: AbortSignal): Pro
   };
 }
 
-/** Rollout records need per-token logprobs and token ids; fail before any episode when the server gives neither. */
-export async function requireRlSupport(client: ModelClient): Promise<void> {
-  const probe = await probeModel(client);
-  const missing = [probe.logprobs ? "" : "logprobs", probe.tokenIds ? "" : "token ids (vLLM return_token_ids)"].filter(Boolean);
-  if (missing.length) throw new ModelError(`the server at ${client.config.baseUrl} did not return ${missing.join(" or ")}; rollouts need both (use a recent vLLM)`, "bad_response");
-}
-
 /** The train profile needs vLLM's /tokenize and token ids + logprobs from /v1/completions; one 1-token probe. */
 export async function requireTokenSupport(tokens: TokenClient, signal?: AbortSignal): Promise<void> {
   const { ids } = await tokens.tokenizeChat([{ role: "user", content: "hi" }], [], { signal });

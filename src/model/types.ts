@@ -90,6 +90,8 @@ export interface ModelClient {
 
 /** Errors of the model layer carry a one-line message fit for a terminal. */
 export class ModelError extends Error {
+  /** The model server failed, not the agent: the trial is retried and left out of the infra-clean score. */
+  readonly infrastructure: boolean;
   constructor(
     message: string,
     readonly kind: "unreachable" | "model_not_found" | "http" | "timeout" | "context_length" | "bad_response",
@@ -97,5 +99,11 @@ export class ModelError extends Error {
   ) {
     super(message);
     this.name = "ModelError";
+    this.infrastructure = ModelError.isInfrastructure(kind);
+  }
+
+  /** The kinds that are the server's failure (a missing model, a too-long context or a bad answer are not). */
+  static isInfrastructure(kind: string): boolean {
+    return kind === "unreachable" || kind === "timeout" || kind === "http";
   }
 }

@@ -7,16 +7,24 @@ import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
 import type Docker from "dockerode";
 import { track, untrack } from "./cleanup.js";
-import { createSandbox, type DockerSandbox } from "./docker.js";
 import { engineError, statusCode } from "./engine.js";
 import { ensureHostGuard } from "./hostGuard.js";
 import { resolveImage } from "./images.js";
-import { SandboxError, TMAX_JOB_LABEL, TMAX_LABEL, TMAX_NETWORK_LABEL, type ComposeServiceSpec, type CreateOptions, type SandboxSpec } from "./types.js";
+import { SandboxError, TMAX_JOB_LABEL, TMAX_LABEL, TMAX_NETWORK_LABEL, type ComposeServiceSpec, type CreateOptions, type Sandbox, type SandboxSpec } from "./types.js";
 
 /** How long services may take to become healthy or complete when the spec names no build timeout. */
 const DEFAULT_SERVICE_WAIT_SEC = 600;
 
-export async function createComposeSandbox(docker: Docker, spec: SandboxSpec, opts: CreateOptions = {}): Promise<DockerSandbox> {
+/**
+ * `createMain` makes the main service's container (docker.ts passes its createSandbox in, so this file does not
+ * import docker.ts, which imports this one).
+ */
+export async function createComposeSandbox<S extends Sandbox>(
+  docker: Docker,
+  spec: SandboxSpec,
+  opts: CreateOptions,
+  createMain: (spec: SandboxSpec, opts: CreateOptions) => Promise<S>,
+): Promise<S> {
   const compose = spec.compose!;
   const signal = opts.signal;
   signal?.throwIfAborted();
@@ -33,7 +41,7 @@ export async function createComposeSandbox(docker: Docker, spec: SandboxSpec, op
   }
 
   const sidecars: Docker.Container[] = [];
-  let main: DockerSandbox | undefined;
+  let main: S | undefined;
   let removing: Promise<void> | undefined;
   const group = {
     id: netName,
@@ -60,8 +68,7 @@ export async function createComposeSandbox(docker: Docker, spec: SandboxSpec, op
         if (c) await waitCompleted(docker, c, dep.service, svc.name, waitSec);
       }
       if (svc.name === compose.main) {
-        main = await createSandbox(
-          docker,
+        main = await createMain(
           {
             ...spec,
             compose: undefined,
@@ -85,7 +92,7 @@ export async function createComposeSandbox(docker: Docker, spec: SandboxSpec, op
     await group.remove();
     throw err;
   }
-  const sandbox: DockerSandbox = { ...main!, remove: () => group.remove() };
+  const sandbox: S = { ...main!, remove: () => group.remove() };
   return sandbox;
 }
 

@@ -9,6 +9,7 @@
 // `headers.get("retry-after")` readable), a refused connection as DaytonaConnectionError with neither statusCode
 // nor code, a 401 as DaytonaAuthenticationError carrying the body's message.
 import type { DaytonaSandboxLike } from "./daytonaSdk.js";
+import { jitteredBackoff } from "../util/backoff.js";
 import { sleep } from "../util/sleep.js";
 
 export interface RetryPolicy {
@@ -56,8 +57,7 @@ export async function withRetries<T>(call: () => Promise<T>, opts: { idempotent:
       const retryable = opts.idempotent ? isTransient(err) : isRateLimited(err);
       if (!retryable || attempt + 1 >= policy.attempts || opts.signal?.aborted) throw err;
       opts.onRetry?.(attempt + 1, err);
-      const exp = Math.min(policy.capMs, policy.baseMs * 2 ** attempt);
-      const wait = retryAfterMs(err) ?? exp / 2 + Math.random() * (exp / 2);
+      const wait = retryAfterMs(err) ?? jitteredBackoff(attempt, policy.baseMs, policy.capMs);
       await new Promise((r) => setTimeout(r, Math.min(wait, policy.capMs)));
     }
   }

@@ -66,7 +66,10 @@ export function dockerBackend(opts: DockerBackendOptions = {}): SandboxBackend {
   const docker = opts.docker ?? connectEngine(opts.host);
   return {
     name: "docker",
-    create: (spec, createOpts) => (spec.compose ? createComposeSandbox(docker, spec, createOpts) : createSandbox(docker, spec, createOpts, opts.executor)),
+    create: (spec, createOpts = {}) =>
+      spec.compose
+        ? createComposeSandbox(docker, spec, createOpts, (main, o) => createSandbox(docker, main, o))
+        : createSandbox(docker, spec, createOpts, opts.executor),
     prune: (filter) => pruneContainers(docker, filter),
     check: () => checkEngine(docker),
   };

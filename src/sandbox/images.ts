@@ -4,21 +4,11 @@
 import type Docker from "dockerode";
 import { buildImage, type BuildSpec } from "./build.js";
 import { engineError, oneLine, statusCode } from "./engine.js";
-import { pullImage, type PullProgress } from "./pull.js";
-import { SandboxError } from "./types.js";
+import { pullImage } from "./pull.js";
+import { SandboxError, type ImageUsed, type PullPolicy, type PullProgress } from "./types.js";
 
-export type PullPolicy = "always" | "missing" | "never";
+export type { ImageUsed, PullPolicy } from "./types.js";
 export const PULL_POLICIES: readonly PullPolicy[] = ["always", "missing", "never"];
-
-/** The image a sandbox actually ran (goes into result.json as `image`). */
-export interface ImageUsed {
-  name: string;
-  /** Registry digest (`repo@sha256:…`) when the engine knows one, else the image ID. */
-  digest: string | null;
-  source: "pulled" | "built" | "local";
-  /** Why the Dockerfile was built instead of the prebuilt image (pull failure, policy). */
-  note?: string;
-}
 
 export interface ImageRequest {
   /** A ready image to run as is (no pull policy applies: e.g. `tmax run --image`). */

@@ -6,17 +6,10 @@ import os from "node:os";
 import path from "node:path";
 import type Docker from "dockerode";
 import { engineMessage, isUnreachable, oneLine, statusCode, unreachableError } from "./engine.js";
-import { SandboxError } from "./types.js";
+import { SandboxError, type PullProgress } from "./types.js";
 import { sleep } from "../util/sleep.js";
 
-/** One progress event of a pull, as the engine reports it (layer id, status text, bytes). */
-export interface PullProgress {
-  image: string;
-  status: string;
-  layer?: string;
-  current?: number;
-  total?: number;
-}
+export type { PullProgress } from "./types.js";
 
 export interface PullOptions {
   signal?: AbortSignal;

@@ -1,8 +1,7 @@
 // Contracts of the sandbox layer. A sandbox is one long-lived container (or a local dir with --unsafe).
+// A leaf: it imports no other sandbox file but the type of the extraction budget (safeExtract.ts, itself a leaf),
+// so every backend and helper can import it without a circle.
 import type { ExtractBudget } from "./safeExtract.js";
-
-import type { ImageUsed, PullPolicy } from "./images.js";
-import type { PullProgress } from "./pull.js";
 
 export type SandboxBackendName = "docker" | "local" | "daytona";
 
@@ -51,6 +50,28 @@ export interface SandboxSpec {
   networkAttach?: { name: string; aliases: string[]; hosts?: string[] };
   /** Other services to run next to this one on a private network (the sandbox itself is the main service). */
   compose?: { main: string; services: ComposeServiceSpec[] };
+}
+
+/** When a task's prebuilt image is pulled (see images.ts). */
+export type PullPolicy = "always" | "missing" | "never";
+
+/** The image a sandbox actually ran (goes into result.json as `image`). */
+export interface ImageUsed {
+  name: string;
+  /** Registry digest (`repo@sha256:…`) when the engine knows one, else the image ID. */
+  digest: string | null;
+  source: "pulled" | "built" | "local";
+  /** Why the Dockerfile was built instead of the prebuilt image (pull failure, policy). */
+  note?: string;
+}
+
+/** One progress event of a pull, as the engine reports it (layer id, status text, bytes). */
+export interface PullProgress {
+  image: string;
+  status: string;
+  layer?: string;
+  current?: number;
+  total?: number;
 }
 
 export interface CreateOptions {
@@ -142,6 +163,8 @@ export const TMAX_JOB_LABEL = "io.tmax.job";
 export const TMAX_NETWORK_LABEL = "io.tmax.network";
 
 export class SandboxError extends Error {
+  /** The engine failed, not the task or the agent: the trial is retried and left out of the infra-clean score. */
+  readonly infrastructure: boolean;
   constructor(
     message: string,
     readonly kind: "engine_unreachable" | "image_not_found" | "build_failed" | "build_timeout" | "create_failed" | "exec_failed",
@@ -150,5 +173,11 @@ export class SandboxError extends Error {
   ) {
     super(message);
     this.name = "SandboxError";
+    this.infrastructure = SandboxError.isInfrastructure(kind);
+  }
+
+  /** The kinds that are the engine's failure (a build or a missing image is the task's). */
+  static isInfrastructure(kind: string): boolean {
+    return kind === "engine_unreachable" || kind === "create_failed" || kind === "exec_failed";
   }
 }

@@ -5,42 +5,9 @@ import path from "node:path";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { isWithin } from "../util/fs.js";
 import { describeValue, IMAGE_REF, isDir, isFile } from "./files.js";
+import type { ComposeService, ComposeSpec, DependsCondition } from "./types.js";
 
-export type DependsCondition = "service_started" | "service_healthy" | "service_completed_successfully";
-
-export interface ComposeHealthcheck {
-  /** argv to exec in the container; exit 0 = healthy. */
-  test: string[];
-  intervalSec: number;
-  timeoutSec: number;
-  retries: number;
-  startPeriodSec: number;
-}
-
-export interface ComposeService {
-  name: string;
-  /** Absolute build context and Dockerfile (relative to it). */
-  build?: { contextDir: string; dockerfile: string };
-  image?: string;
-  command?: string[];
-  entrypoint?: string[];
-  env: Record<string, string>;
-  workdir?: string;
-  user?: string;
-  dependsOn: Array<{ service: string; condition: DependsCondition }>;
-  healthcheck?: ComposeHealthcheck;
-  cpus?: number;
-  memoryMb?: number;
-}
-
-export interface ComposeSpec {
-  /** The compose file, relative to the task dir (for messages). */
-  file: string;
-  /** The service the agent and verifier run in (Harbor: `main`; TB1: `client`). */
-  main: string;
-  /** Every service, main included, in start order (dependencies first). */
-  services: ComposeService[];
-}
+export type { ComposeHealthcheck, ComposeService, ComposeSpec, DependsCondition } from "./types.js";
 
 export interface ComposeReadContext {
   taskDir: string;

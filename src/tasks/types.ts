@@ -1,5 +1,42 @@
 // A task as the runner sees it, whatever format it came from (Harbor task.toml or TB 1.x task.yaml).
-import type { ComposeSpec } from "./compose.js";
+// A leaf: it imports no other file, so every reader (harbor.ts, tb1.ts, compose.ts, files.ts) can import it.
+
+/** A docker-compose environment as read by compose.ts. */
+export type DependsCondition = "service_started" | "service_healthy" | "service_completed_successfully";
+
+export interface ComposeHealthcheck {
+  /** argv to exec in the container; exit 0 = healthy. */
+  test: string[];
+  intervalSec: number;
+  timeoutSec: number;
+  retries: number;
+  startPeriodSec: number;
+}
+
+export interface ComposeService {
+  name: string;
+  /** Absolute build context and Dockerfile (relative to it). */
+  build?: { contextDir: string; dockerfile: string };
+  image?: string;
+  command?: string[];
+  entrypoint?: string[];
+  env: Record<string, string>;
+  workdir?: string;
+  user?: string;
+  dependsOn: Array<{ service: string; condition: DependsCondition }>;
+  healthcheck?: ComposeHealthcheck;
+  cpus?: number;
+  memoryMb?: number;
+}
+
+export interface ComposeSpec {
+  /** The compose file, relative to the task dir (for messages). */
+  file: string;
+  /** The service the agent and verifier run in (Harbor: `main`; TB1: `client`). */
+  main: string;
+  /** Every service, main included, in start order (dependencies first). */
+  services: ComposeService[];
+}
 
 export interface TaskConfig {
   /** Agent wall-clock limit in seconds (before --timeout-multiplier). */

@@ -1,0 +1,30 @@
+// After the engine (e2e) suite: no container or network of THIS test run may be left on the engine. The engine is
+// shared (other users, other runs), so only what carries this run's label (io.tmax.test-run=$TMAX_TEST_RUN, set by
+// `npm run test:e2e` for every process it starts) counts. Run as a step after the suite, whatever its outcome.
+//   TMAX_TEST_RUN=<id> node --import tsx scripts/leak-check.ts   → exit 0 clean, 1 leaked, 2 cannot check
+import { connectEngine } from "../src/sandbox/engine.js";
+import { TEST_RUN_LABEL } from "../src/sandbox/owner.js";
+import { TMAX_LABEL } from "../src/sandbox/types.js";
+
+const run = process.env.TMAX_TEST_RUN;
+if (!run) {
+  console.error("leak-check: TMAX_TEST_RUN is not set (run it through `npm run test:e2e`)");
+  process.exit(2);
+}
+const docker = connectEngine();
+const label = [`${TMAX_LABEL}=1`, `${TEST_RUN_LABEL}=${run}`];
+try {
+  await docker.ping();
+} catch (err) {
+  console.log(`leak-check: skipped, no container engine answers (${(err as Error).message.split("\n")[0]})`);
+  process.exit(0);
+}
+const containers = await docker.listContainers({ all: true, filters: { label } });
+const networks = await docker.listNetworks({ filters: { label: [`${TEST_RUN_LABEL}=${run}`] } });
+const left = [...containers.map((c) => `container ${c.Names?.[0]?.replace(/^\//, "") ?? c.Id.slice(0, 12)} (${c.State})`), ...networks.map((n) => `network ${n.Name}`)];
+if (left.length) {
+  console.error(`leak-check: ${left.length} left behind by test run ${run}:`);
+  for (const l of left) console.error(`  ${l}`);
+  process.exit(1);
+}
+console.log(`leak-check: nothing of test run ${run} is left on the engine`);
