@@ -16,6 +16,7 @@ import { loadTask } from "../tasks/load.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import { agentLimits, modelConfig, tokenClientConfig, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { preflightEngine } from "./preflight.js";
+import { stopSignal } from "../sandbox/cleanup.js";
 import { bold, dim, green, red, stepPrinter } from "./render.js";
 
 export interface RunOptions extends ModelCliOptions, AgentCliOptions, SandboxCliOptions {
@@ -70,6 +71,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
       profile: o.profile,
       tokens,
       seed: TRAIN_SEED,
+      signal: stopSignal(), // a fault stops the episode; the trial is still written
       onEvent: print,
       onEnvironment: ((p) => (e: EnvironmentEvent) => p(task.name, e))(environmentPrinter((l) => console.log(l))),
     });
@@ -89,8 +91,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const sandbox = await backend.create({ image, network, name: "run", labels: { [JOB_ID_LABEL]: randomUUID(), [JOB_DIR_LABEL]: outDir } });
   try {
     const trajectory = tokens
-      ? (await runTokenEpisode({ taskName: "adhoc", instruction: o.task, tokens, sandbox, limits, prompts, seed: TRAIN_SEED, startDir: "/app", onEvent: print })).trajectory
-      : await runEpisode({ taskName: "adhoc", instruction: o.task, model, sandbox, profile: o.profile, limits, prompts, onEvent: print });
+      ? (await runTokenEpisode({ taskName: "adhoc", instruction: o.task, tokens, sandbox, limits, prompts, seed: TRAIN_SEED, startDir: "/app", signal: stopSignal(), onEvent: print })).trajectory
+      : await runEpisode({ taskName: "adhoc", instruction: o.task, model, sandbox, profile: o.profile, limits, prompts, signal: stopSignal(), onEvent: print });
     const file = path.join(outDir, "trajectory.json");
     await writeJsonAtomic(file, trajectory);
     console.log(dim(`trajectory: ${file}`));

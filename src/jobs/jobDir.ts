@@ -76,6 +76,8 @@ export function jobConfigOf(opts: JobConfigInput, o: { jobName: string; datasetD
       ? { name: model.model, base_url: redactUrl(model.baseUrl), profile: opts.profile, max_tokens: model.maxTokens, temperature: model.temperature, top_p: model.topP, logprobs: model.logprobs }
       : null,
     agent_limits: limits,
+    // an absolute path: `--resume` reads the file again from wherever it is run
+    ...(opts.agent === "tmax" && opts.prompts?.source ? { prompts: { ...opts.prompts.source, path: path.resolve(opts.prompts.source.path) } } : {}),
     image_map: opts.imageMap,
     backend: opts.backend,
     network: opts.network,

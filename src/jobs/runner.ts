@@ -7,7 +7,7 @@ import type { AgentEvent, AgentLimits } from "../agent/loop.js";
 import { createModelClient } from "../model/client.js";
 import { preflightModel } from "../model/preflight.js";
 import type { ModelClient, ModelConfig, Profile } from "../model/types.js";
-import { createBackend } from "../sandbox/index.js";
+import { createBackend, pruneLeftovers } from "../sandbox/index.js";
 import type { SandboxBackend, SandboxBackendName } from "../sandbox/types.js";
 import { checkTaskTimeouts } from "../tasks/timeouts.js";
 import { loadDataset, type DatasetFilters } from "../tasks/load.js";
@@ -102,7 +102,6 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   if (opts.nTasks !== undefined) taskNames = taskNames.slice(0, opts.nTasks);
   const checksums = Object.fromEntries(taskNames.map((name) => [name, tasks.find((t) => t.name === name)?.checksum ?? "invalid"]));
   const config = jobConfigOf(opts, { jobName, datasetDir, checksums });
-  if (opts.agent === "tmax" && opts.prompts?.source) config.prompts = opts.prompts.source;
   if (opts.datasetSource) {
     config.dataset_source = opts.datasetSource;
     config.dataset_name = `${opts.datasetSource.name}@${opts.datasetSource.version}`;
@@ -114,19 +113,22 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   config.job_id = jobId;
   const release = await lockJobDir(jobDir);
   try {
-    if (opts.resume) await backend.prune({ job: jobId }).catch(() => 0); // leftovers of a killed run of this job only
+    // leftovers of a killed run of this job only: containers, then verifier snapshot images
+    if (opts.resume) await pruneLeftovers(backend, { job: jobId }).catch(() => undefined);
 
     // Keep finished trials; a trial dir without result.json was interrupted: remove and redo it.
     // A trial that ended on infrastructure is not a result of the task: resume runs it again;
     // --retry-errors TYPES also redoes finished trials that ended in the chosen errors.
     const results = new Map<string, TrialResult>();
-    let retried = 0;
+    let retried = storedRetries(jobDir); // Harbor's n_retries: every re-run of a trial, over all runs of the job
     for (const entry of readdirSync(jobDir, { withFileTypes: true })) {
       if (!entry.isDirectory()) continue;
       const done = readResult(path.join(jobDir, entry.name));
-      if (done && !done.exception_info?.infrastructure && !(opts.resume && shouldRetry(done, opts.retryErrors))) results.set(entry.name, done);
+      // a trial cancelled by a stop whose dir the stopping process had no time to drop is no result either
+      const cancelled = done?.exception_info?.exception_type === "CancelledError";
+      if (done && !done.exception_info?.infrastructure && !cancelled && !(opts.resume && shouldRetry(done, opts.retryErrors))) results.set(entry.name, done);
       else {
-        if (done) retried++;
+        if (done && !cancelled) retried++;
         await rm(path.join(jobDir, entry.name), { recursive: true, force: true });
       }
     }
@@ -178,7 +180,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
           if (!p.task) {
             result = await brokenTrial(dir, p.name, p.attempt, config, broken.get(p.name)!);
           } else {
-            for (let tries = 0; ; ) {
+            for (let tries = 0, runs = 0; ; ) {
               try {
                 if (breaker.paused) hooks.onTrial?.({ type: "waiting", trial: tname });
                 await breaker.gate();
@@ -188,6 +190,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
               }
               if (signal.aborted) break;
               const pausesBefore = breaker.pauses;
+              if (runs++ > 0) retried++; // an infrastructure retry, or a re-run after an outage
               result = await runTrial({
                 task: p.task,
                 attempt: p.attempt,
@@ -264,6 +267,9 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
     await writeSummary(!hooks.signal?.aborted);
     return [...results.values()].sort((a, b) => a.trial_name.localeCompare(b.trial_name));
   } finally {
+    // Every trial has ended: whatever of this job is still on the engine is a leftover (e.g. a container whose
+    // removal failed while the engine restarted, or a snapshot image of a trial cut short). Chosen by the job's label.
+    await pruneLeftovers(backend, { job: jobId }).catch(() => undefined);
     await release();
   }
 }
@@ -281,6 +287,16 @@ async function probeInfrastructure(backend: SandboxBackend, model: ModelClient |
   if (!engine.ok) return engine.detail;
   if (model) await preflightModel(model, signal);
   return null;
+}
+
+/** n_retries of the job's earlier runs (its result.json), so that a resume adds to them. */
+function storedRetries(jobDir: string): number {
+  try {
+    const n = JSON.parse(readFileSync(path.join(jobDir, "result.json"), "utf8")).stats?.n_retries;
+    return Number.isInteger(n) && n > 0 ? n : 0;
+  } catch {
+    return 0;
+  }
 }
 
 function readResult(trialDir: string): TrialResult | null {

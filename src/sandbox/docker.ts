@@ -66,6 +66,7 @@ export function dockerBackend(opts: DockerBackendOptions = {}): SandboxBackend {
     name: "docker",
     create: (spec, createOpts) => (spec.compose ? createComposeSandbox(docker, spec, createOpts) : createSandbox(docker, spec, createOpts, opts.executor)),
     prune: (filter) => pruneContainers(docker, filter),
+    pruneSnapshots: (filter) => pruneSnapshotImages(docker, filter),
     check: () => checkEngine(docker),
   };
 }
@@ -537,6 +538,33 @@ async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promis
   // live job between its creation and its first container)
   if (filter.job || filter.all) await pruneNetworks(docker, filter.job);
   return removed.reduce((a, b) => a + b, 0);
+}
+
+/**
+ * Verifier snapshot images (a commit carries the container's labels: job, owner, test run) left by a process that
+ * died between the commit and the removal of its snapshot sandbox; chosen by the same rule as containers.
+ */
+async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Promise<number> {
+  const label = [`${TMAX_LABEL}.snapshot=1`, ...(filter.job ? [`${TMAX_JOB_LABEL}=${filter.job}`] : [])];
+  let list: Docker.ImageInfo[];
+  try {
+    list = await docker.listImages({ all: true, filters: { label } });
+  } catch (err) {
+    throw engineError(docker, err, "exec_failed", "cannot list images");
+  }
+  const chosen = list.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
+  const removed = await Promise.all(
+    chosen.map((i) =>
+      docker
+        .getImage(i.Id)
+        .remove({ force: true })
+        .then(
+          () => 1,
+          () => 0,
+        ),
+    ),
+  );
+  return removed.reduce((a: number, b: number) => a + b, 0);
 }
 
 async function checkEngine(docker: Docker): Promise<{ ok: boolean; detail: string; fix?: string }> {
