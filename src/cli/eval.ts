@@ -39,11 +39,12 @@ export interface EvalOptions extends ModelCliOptions, AgentCliOptions, SandboxCl
   maxPause: number;
   /** true = infrastructure errors; a comma-separated list = these exception types */
   retryErrors?: boolean | string;
+  skipInvalid?: boolean;
   verbose: boolean;
 }
 
 /** Options that may differ on resume: where the model is served, how fast to go, how loud to be. */
-const RUNTIME_OPTIONS = new Set(["baseUrl", "apiKey", "n", "infraRetries", "retryErrors", "verbose", "requestTimeout", "maxRetries", "unsafe", "resume"]);
+const RUNTIME_OPTIONS = new Set(["baseUrl", "apiKey", "n", "infraRetries", "retryErrors", "skipInvalid", "verbose", "requestTimeout", "maxRetries", "unsafe", "resume"]);
 
 /** The flag a user types for an option key (for messages). */
 const FLAG: Record<string, string> = {
@@ -184,6 +185,7 @@ export function jobOptionsOf(o: EvalOptions, at: { datasetDir: string; jobDir: s
     infraRetries: o.infraRetries,
     pauseAfter: o.pauseAfter,
     maxPauseSec: o.maxPause,
+    skipInvalid: o.skipInvalid,
   };
 }
 

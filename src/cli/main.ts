@@ -274,7 +274,7 @@ sandboxCmd
   });
 sandboxCmd
   .command("prune")
-  .description("remove tmax containers whose owning process is gone (e.g. after kill -9); others' running trials are kept")
+  .description("remove tmax containers and verifier snapshot images whose owning process is gone (e.g. after kill -9); others' running trials are kept")
   .option("--job <dir|id>", "every container of this job (its dir or its id)")
   .option("--all", "every tmax container on the engine, running trials of other processes and users included")
   .addOption(new Option("--backend <name>", "where to look").choices(["docker", "daytona"]).default("docker"))
@@ -282,9 +282,9 @@ sandboxCmd
     const { resolveJobRef } = await import("../jobs/identity.js");
     if (o.job && o.all) throw new Error("--job and --all exclude each other");
     const filter = o.job ? { job: resolveJobRef(o.job) } : o.all ? { all: true } : {};
-    const n = await createBackend(o.backend, {}).prune(filter);
+    const { containers, images } = await pruneLeftovers(createBackend(o.backend, {}), filter);
     const what = o.job ? `of job ${filter.job}` : o.all ? "(all)" : "whose owner process is gone";
-    console.log(`removed ${n} sandbox(es) ${what}`);
+    console.log(`removed ${containers} sandbox(es) and ${images} snapshot image(s) ${what}`);
   });
 
 try {
@@ -292,6 +292,9 @@ try {
 } catch (e) {
   const message = e instanceof Error ? e.message : String(e);
   console.error(red(`tmax: error: ${stripControl(redactSecrets(message.split("\n")[0]))}`));
+  // an error about several things (e.g. invalid tasks) carries one line per thing
+  const lines = (e as { lines?: unknown }).lines;
+  if (Array.isArray(lines)) for (const line of lines) console.error(stripControl(redactSecrets(String(line))));
   if (process.env.TMAX_DEBUG && e instanceof Error) console.error(e.stack);
   process.exitCode = 1;
 }

@@ -36,6 +36,7 @@ export function addEvalOptions(cmd: Command): Command {
     .option("--exclude <name|glob>", "skip these tasks (repeatable)", collect)
     .option("--category <c>", "only tasks of this category")
     .option("--difficulty <d>", "only tasks of this difficulty")
+    .option("--skip-invalid", "leave invalid tasks out (reported, never scored) instead of refusing the job")
     .option("--infra-retries <n>", "re-runs of a trial that failed on infrastructure (engine, model server), with exponential backoff", toInt, 2)
     .option("--pause-after <n>", "consecutive infrastructure failures that pause the job until the model server and engine answer again", toInt, 3)
     .option("--max-pause <sec>", "longest such pause before the job stops (resume it later with --resume)", toInt, 1800)

@@ -16,8 +16,9 @@ import { writeJsonAtomic } from "../util/fs.js";
 import { CircuitBreaker, jitteredBackoff } from "./breaker.js";
 import { harborJobResult, harborLock, phaseMultipliers } from "./harbor.js";
 import { ensureJobId } from "./identity.js";
-import { brokenTrial, jobConfigOf, prepareJobDir, shouldRetry, storedStart, type JobConfigInput } from "./jobDir.js";
-import { TrialResult, type AgentName } from "./schema.js";
+import { jobConfigOf, prepareJobDir, readJobConfig, shouldRetry, storedStart, type JobConfigInput } from "./jobDir.js";
+import { selectTasks, withJoined } from "./selection.js";
+import { TrialResult, type AgentName, type JobConfig } from "./schema.js";
 import { exceptionInfo, runTrial, type EnvironmentEvent, type TrialPhase, type TrialSettings } from "./trial.js";
 
 /** A job: what its config records (JobConfigInput: agent, k, model, limits, sandbox …) plus how this run goes. */
@@ -35,6 +36,8 @@ export interface JobOptions extends JobConfigInput {
    * model server unreachable), a list = trials whose exception_type is in it.
    */
   retryErrors?: true | string[];
+  /** Leave invalid tasks out (recorded, reported, never scored) instead of refusing the job. */
+  skipInvalid?: boolean;
   /** The command line, recorded in lock.json (secrets masked). */
   invocation?: string[];
 }
@@ -94,14 +97,15 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   const jobName = path.basename(jobDir);
   const dataset = await loadDataset(datasetDir, opts.filters);
   const tasks = dataset.tasks;
-  const broken = new Map(dataset.broken.map((b) => [b.name, b]));
-  if (tasks.length === 0 && broken.size === 0) throw new Error(`no tasks found in ${datasetDir}${opts.filters ? " (after filters)" : ""}`);
-  for (const t of tasks) checkTaskTimeouts(t, phaseMultipliers(opts), opts.agentLimits?.commandTimeoutSec); // one line, before anything starts
-
-  let taskNames = [...tasks.map((t) => t.name), ...broken.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  if (opts.nTasks !== undefined) taskNames = taskNames.slice(0, opts.nTasks);
-  const checksums = Object.fromEntries(taskNames.map((name) => [name, tasks.find((t) => t.name === name)?.checksum ?? "invalid"]));
+  if (tasks.length === 0 && dataset.broken.length === 0) throw new Error(`no tasks found in ${datasetDir}${opts.filters ? " (after filters)" : ""}`);
+  const stored = opts.resume ? storedConfig(jobDir) : null;
+  // invalid tasks: refused here, one line each, or left out (--skip-invalid) — never run, never scored
+  const selection = await selectTasks(dataset, { nTasks: opts.nTasks, skipInvalid: opts.skipInvalid, retryErrors: opts.retryErrors, stored });
+  const taskNames = selection.names;
+  for (const t of tasks) if (taskNames.includes(t.name)) checkTaskTimeouts(t, phaseMultipliers(opts), opts.agentLimits?.commandTimeoutSec); // one line, before anything starts
+  const checksums = Object.fromEntries(taskNames.map((name) => [name, tasks.find((t) => t.name === name)!.checksum]));
   const config = jobConfigOf(opts, { jobName, datasetDir, checksums });
+  if (selection.leftOut.size) config.invalid_tasks = [...selection.leftOut.keys()];
   if (opts.datasetSource) {
     config.dataset_source = opts.datasetSource;
     config.dataset_name = `${opts.datasetSource.name}@${opts.datasetSource.version}`;
@@ -109,7 +113,10 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   // everything that can refuse the run does so before the job dir exists, so a failed start never blocks it
   const backend = createBackend(opts.backend, { unsafe: opts.unsafe });
   // one id for the job: Harbor's job_id in config.json, and the label of every container it starts
-  const jobId = await ensureJobId(jobDir, await prepareJobDir(jobDir, config, opts.resume));
+  const joined = Object.fromEntries(selection.joined.map((n) => [n, checksums[n]!]));
+  const jobId = await ensureJobId(jobDir, await prepareJobDir(jobDir, config, opts.resume, (c) => withJoined(c, joined)));
+  for (const line of selection.leftOut.values()) hooks.onNotice?.(line);
+  for (const name of selection.joined) hooks.onNotice?.(`${name} is valid now: it joins the job`);
   config.job_id = jobId;
   const release = await lockJobDir(jobDir);
   try {
@@ -126,19 +133,21 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
       const done = readResult(path.join(jobDir, entry.name));
       // a trial cancelled by a stop whose dir the stopping process had no time to drop is no result either
       const cancelled = done?.exception_info?.exception_type === "CancelledError";
-      if (done && !done.exception_info?.infrastructure && !cancelled && !(opts.resume && shouldRetry(done, opts.retryErrors))) results.set(entry.name, done);
+      // a task that joined after a fix: its trials of an older tmax (TaskError, never run) are no results
+      const invalidBefore = done ? selection.joined.includes(done.task_name) : false;
+      if (done && !done.exception_info?.infrastructure && !cancelled && !invalidBefore && !(opts.resume && shouldRetry(done, opts.retryErrors))) results.set(entry.name, done);
       else {
         if (done && !cancelled) retried++;
         await rm(path.join(jobDir, entry.name), { recursive: true, force: true });
       }
     }
-    const lockTasks = taskNames.map((name) => ({ name, dir: tasks.find((t) => t.name === name)?.dir ?? path.join(datasetDir, name), checksum: checksums[name]! }));
+    const lockTasks = taskNames.map((name) => ({ name, dir: tasks.find((t) => t.name === name)!.dir, checksum: checksums[name]! }));
     await writeJsonAtomic(path.join(jobDir, "lock.json"), harborLock(config, lockTasks, opts.invocation ?? process.argv.slice(1)));
 
-    const pending: { task?: Task; name: string; attempt: number }[] = [];
+    const pending: { task: Task; name: string; attempt: number }[] = [];
     for (let attempt = 0; attempt < opts.k; attempt++) {
       for (const name of taskNames) {
-        if (!results.has(trialName(name, attempt))) pending.push({ task: tasks.find((x) => x.name === name), name, attempt });
+        if (!results.has(trialName(name, attempt))) pending.push({ task: tasks.find((x) => x.name === name)!, name, attempt });
       }
     }
 
@@ -177,9 +186,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
           progress.running++;
           hooks.onProgress?.(progress);
           let result: TrialResult | undefined;
-          if (!p.task) {
-            result = await brokenTrial(dir, p.name, p.attempt, config, broken.get(p.name)!);
-          } else {
+          {
             for (let tries = 0, runs = 0; ; ) {
               try {
                 if (breaker.paused) hooks.onTrial?.({ type: "waiting", trial: tname });
@@ -287,6 +294,15 @@ async function probeInfrastructure(backend: SandboxBackend, model: ModelClient |
   if (!engine.ok) return engine.detail;
   if (model) await preflightModel(model, signal);
   return null;
+}
+
+/** The config of the job being resumed; null when unreadable (prepareJobDir then says why, in one line). */
+function storedConfig(jobDir: string): JobConfig | null {
+  try {
+    return readJobConfig(jobDir);
+  } catch {
+    return null;
+  }
 }
 
 /** n_retries of the job's earlier runs (its result.json), so that a resume adds to them. */
