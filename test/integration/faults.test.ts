@@ -2,7 +2,7 @@
 // (`| head`), SIGINT, SIGTERM, SIGHUP, kill -9 then resume or prune, an engine (API service) restart — and each time:
 // no finished trial lost or run twice, no container or snapshot image of the job left, the documented exit code,
 // and a resume (`--resume DIR` alone) that keeps the stored settings and finishes the job.
-// The verifiers sleep 2 s, so that the fault lands while a verifier (snapshot) container exists.
+// The verifiers sleep (word-count's 10 s), so that the fault lands while a trial is in its verifier phase.
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -103,7 +103,7 @@ const ids = (job: string) => new Map(finished(job).map((t) => [t, json(path.join
 const start = (job: string, o: { host?: string; isolation?: "snapshot" | "shared" } = {}) =>
   tmax(["eval", "-d", DATASET, ...TASKS.flatMap((t) => ["--include", t]), "-a", "oracle", "-n", "2", "--timeout-multiplier", "2", "--verifier-isolation", o.isolation ?? "shared", "--job-dir", job], o.host ? { DOCKER_HOST: o.host } : {});
 
-describe("fault table: eval on the example tasks", { skip: ENGINE_SKIP }, () => {
+describe("fault table: eval on the example tasks", { skip: ENGINE_SKIP, concurrency: 1 }, () => {
   after(async () => {
     await rm(tmp, { recursive: true, force: true });
   });
@@ -111,10 +111,11 @@ describe("fault table: eval on the example tasks", { skip: ENGINE_SKIP }, () => 
   before(async () => {
     // the example tasks with 2 s verifiers
     await cp(EXAMPLES, DATASET, { recursive: true });
-    for (const t of readdirSync(DATASET)) {
+    // hello-file finishes first; word-count is then in its verifier phase, for 10 s
+    for (const [t, sec] of [["hello-file", 1], ["word-count", 10], ["fix-script", 1]] as const) {
       const file = path.join(DATASET, t, "tests", "test.sh");
       const text = await readFile(file, "utf8");
-      await writeFile(file, text.replace(/^#!.*\n/, (shebang) => `${shebang}sleep 2\n`));
+      await writeFile(file, text.replace(/^#!.*\n/, (shebang) => `${shebang}sleep ${sec}\n`));
     }
   });
 
