@@ -276,7 +276,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   } finally {
     // Every trial has ended: whatever of this job is still on the engine is a leftover (e.g. a container whose
     // removal failed while the engine restarted, or a snapshot image of a trial cut short). Chosen by the job's label.
-    await pruneLeftovers(backend, { job: jobId }).catch(() => undefined);
+    await pruneLeftovers(backend, { job: jobId }, { attempts: 3 }).catch(() => undefined);
     await release();
   }
 }

@@ -15,10 +15,18 @@ const live = new Set<Removable>();
  * A selection's leftovers (see prunable in owner.ts: owner gone, one job, or all): containers first, then the
  * verifier snapshot images (which a container may still use).
  */
-export async function pruneLeftovers(backend: Pick<SandboxBackend, "prune" | "pruneSnapshots">, filter: PruneFilter = {}): Promise<{ containers: number; images: number }> {
-  const containers = await backend.prune(filter);
-  const images = backend.pruneSnapshots ? await backend.pruneSnapshots(filter) : 0;
-  return { containers, images };
+export async function pruneLeftovers(backend: Pick<SandboxBackend, "prune" | "pruneSnapshots">, filter: PruneFilter = {}, opts: { attempts?: number } = {}): Promise<{ containers: number; images: number }> {
+  // `attempts`: after an engine restart the first request may meet a connection the old engine dropped
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const containers = await backend.prune(filter);
+      const images = backend.pruneSnapshots ? await backend.pruneSnapshots(filter) : 0;
+      return { containers, images };
+    } catch (err) {
+      if (attempt >= (opts.attempts ?? 1)) throw err;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
+  }
 }
 
 export function track(sandbox: Removable): void {

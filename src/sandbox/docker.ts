@@ -546,25 +546,34 @@ async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promis
  */
 async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Promise<number> {
   const label = [`${TMAX_LABEL}.snapshot=1`, ...(filter.job ? [`${TMAX_JOB_LABEL}=${filter.job}`] : [])];
-  let list: Docker.ImageInfo[];
-  try {
-    list = await docker.listImages({ all: true, filters: { label } });
-  } catch (err) {
-    throw engineError(docker, err, "exec_failed", "cannot list images");
+  const list = async (all: boolean) => {
+    try {
+      // podman ORs several label filters: the selection is re-checked here
+      const images = await docker.listImages({ all, filters: { label } });
+      return images.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
+    } catch (err) {
+      throw engineError(docker, err, "exec_failed", "cannot list images");
+    }
+  };
+  const remove = (id: string) =>
+    docker
+      .getImage(id)
+      .remove({ force: true })
+      .then(
+        () => 1,
+        () => 0,
+      );
+  // the commits first, one at a time; then what they leave labelled (an intermediate layer image whose removal
+  // failed while the commit still depended on it)
+  let removed = 0;
+  for (const image of await list(false)) removed += await remove(image.Id);
+  for (let round = 0; round < 3; round++) {
+    const rest = await list(true);
+    let n = 0;
+    for (const image of rest) n += await remove(image.Id);
+    if (n === 0) break;
   }
-  const chosen = list.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
-  const removed = await Promise.all(
-    chosen.map((i) =>
-      docker
-        .getImage(i.Id)
-        .remove({ force: true })
-        .then(
-          () => 1,
-          () => 0,
-        ),
-    ),
-  );
-  return removed.reduce((a: number, b: number) => a + b, 0);
+  return removed;
 }
 
 async function checkEngine(docker: Docker): Promise<{ ok: boolean; detail: string; fix?: string }> {

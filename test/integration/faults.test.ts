@@ -205,6 +205,19 @@ describe("fault table: eval on the example tasks", { skip: ENGINE_SKIP, concurre
     }
   });
 
+  test("report A B --html on two jobs of one model (the SIGINT and SIGTERM jobs, both oracle): one series per job, never pooled", async () => {
+    const [a, b] = [path.join(tmp, "SIGINT"), path.join(tmp, "SIGTERM")];
+    const file = path.join(tmp, "r.html");
+    const r = tmax(["report", a, b, "--html", file]);
+    assert.equal((await r.exited).code, 0, r.out());
+    const html = readFileSync(file, "utf8");
+    const data = JSON.parse(/<script type="application\/json" id="report-data">(.*?)<\/script>/s.exec(html)![1]!);
+    assert.deepEqual(data.models, ["oracle (SIGINT)", "oracle (SIGTERM)"]);
+    assert.deepEqual(Object.keys(data.cells.tasks).sort(), ["oracle (SIGINT)", "oracle (SIGTERM)"]);
+    for (const m of data.models) assert.equal(data.cells.tasks[m].trials, TRIALS.length, "each job's own trials");
+    assert.deepEqual([...new Set(data.trials.map((t: { model: string; job: string }) => `${t.model}|${t.job}`))].sort(), ["oracle (SIGINT)|SIGINT", "oracle (SIGTERM)|SIGTERM"]);
+  });
+
   test("engine restart mid-job: the in-flight trials are retried, none of the job's containers outlive it", async () => {
     // a private API service on its own socket (the shared one is never restarted)
     const socket = path.join(tmp, "podman.sock");
@@ -220,7 +233,7 @@ describe("fault table: eval on the example tasks", { skip: ENGINE_SKIP, concurre
     const job = path.join(tmp, "ENGINE");
     const run = start(job, { host });
     await midJob(job, run, { host });
-    svc.kill("SIGTERM");
+    svc.kill("SIGKILL"); // the service dies with the trials' streams open
     await new Promise((r) => svc.once("exit", r));
     await sleep(1000);
     svc = service();
