@@ -186,70 +186,68 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
           progress.running++;
           hooks.onProgress?.(progress);
           let result: TrialResult | undefined;
-          {
-            for (let tries = 0, runs = 0; ; ) {
-              try {
-                if (breaker.paused) hooks.onTrial?.({ type: "waiting", trial: tname });
-                await breaker.gate();
-              } catch (e) {
-                stopped ??= e as Error;
-                stop.abort(e);
-              }
-              if (signal.aborted) break;
-              const pausesBefore = breaker.pauses;
-              if (runs++ > 0) retried++; // an infrastructure retry, or a re-run after an outage
-              result = await runTrial({
-                task: p.task,
-                attempt: p.attempt,
-                trialDir: dir,
-                jobName,
-                jobId,
-                agent: opts.agent,
-                backend,
-                model,
-                profile: opts.profile,
-                agentLimits: opts.agentLimits,
-                prompts: opts.prompts,
-                timeoutMultiplier: opts.timeoutMultiplier,
-                agentTimeoutMultiplier: opts.agentTimeoutMultiplier,
-                verifierTimeoutMultiplier: opts.verifierTimeoutMultiplier,
-                buildTimeoutMultiplier: opts.buildTimeoutMultiplier,
-                imageMap: opts.imageMap,
-                network: opts.network,
-                pull: opts.pull,
-                forceBuild: opts.forceBuild,
-                integrity: opts.integrity,
-                verifierIsolation: opts.verifierIsolation,
-                verifierHardening: opts.verifierHardening,
-                source: datasetDir,
-                datasetName: config.dataset_name,
-                ...(opts.datasetSource ? { dataset: { name: opts.datasetSource.name, version: opts.datasetSource.version, commit: opts.datasetSource.commit } } : {}),
-                onEnvironment: hooks.onEnvironment ? (e) => hooks.onEnvironment!(tname, e) : undefined,
-                passEnv: opts.passEnv,
-                signal,
-                onEvent: hooks.onEvent ? (e) => hooks.onEvent!(tname, e) : undefined,
-                onPhase: hooks.onTrial ? (phase) => hooks.onTrial!({ type: "phase", trial: tname, phase }) : undefined,
-              });
-              const info = result.exception_info;
-              if (!info?.infrastructure) {
-                breaker.success();
-                break;
-              }
-              breaker.failure(info.exception_message);
-              if (signal.aborted) break;
-              // Back off (exponential, jittered) before deciding: other trials' failures may pause the job meanwhile.
-              // A failure during an outage is the outage's, not the trial's: it waits at the gate and runs again.
-              // Isolated failures use the retry budget.
-              const wait = jitteredBackoff(tries, 2000, 60_000);
-              await new Promise((r) => setTimeout(r, wait));
-              if (!breaker.paused && breaker.pauses === pausesBefore) {
-                if (tries >= opts.infraRetries) break;
-                tries++;
-                hooks.onNotice?.(`retry ${tries}/${opts.infraRetries} of ${tname}: ${info.exception_message}`);
-                hooks.onTrial?.({ type: "retry", trial: tname, retry: tries, reason: info.exception_message });
-              }
-              await rm(dir, { recursive: true, force: true });
+          for (let tries = 0, runs = 0; ; ) {
+            try {
+              if (breaker.paused) hooks.onTrial?.({ type: "waiting", trial: tname });
+              await breaker.gate();
+            } catch (e) {
+              stopped ??= e as Error;
+              stop.abort(e);
             }
+            if (signal.aborted) break;
+            const pausesBefore = breaker.pauses;
+            if (runs++ > 0) retried++; // an infrastructure retry, or a re-run after an outage
+            result = await runTrial({
+              task: p.task,
+              attempt: p.attempt,
+              trialDir: dir,
+              jobName,
+              jobId,
+              agent: opts.agent,
+              backend,
+              model,
+              profile: opts.profile,
+              agentLimits: opts.agentLimits,
+              prompts: opts.prompts,
+              timeoutMultiplier: opts.timeoutMultiplier,
+              agentTimeoutMultiplier: opts.agentTimeoutMultiplier,
+              verifierTimeoutMultiplier: opts.verifierTimeoutMultiplier,
+              buildTimeoutMultiplier: opts.buildTimeoutMultiplier,
+              imageMap: opts.imageMap,
+              network: opts.network,
+              pull: opts.pull,
+              forceBuild: opts.forceBuild,
+              integrity: opts.integrity,
+              verifierIsolation: opts.verifierIsolation,
+              verifierHardening: opts.verifierHardening,
+              source: datasetDir,
+              datasetName: config.dataset_name,
+              ...(opts.datasetSource ? { dataset: { name: opts.datasetSource.name, version: opts.datasetSource.version, commit: opts.datasetSource.commit } } : {}),
+              onEnvironment: hooks.onEnvironment ? (e) => hooks.onEnvironment!(tname, e) : undefined,
+              passEnv: opts.passEnv,
+              signal,
+              onEvent: hooks.onEvent ? (e) => hooks.onEvent!(tname, e) : undefined,
+              onPhase: hooks.onTrial ? (phase) => hooks.onTrial!({ type: "phase", trial: tname, phase }) : undefined,
+            });
+            const info = result.exception_info;
+            if (!info?.infrastructure) {
+              breaker.success();
+              break;
+            }
+            breaker.failure(info.exception_message);
+            if (signal.aborted) break;
+            // Back off (exponential, jittered) before deciding: other trials' failures may pause the job meanwhile.
+            // A failure during an outage is the outage's, not the trial's: it waits at the gate and runs again.
+            // Isolated failures use the retry budget.
+            const wait = jitteredBackoff(tries, 2000, 60_000);
+            await new Promise((r) => setTimeout(r, wait));
+            if (!breaker.paused && breaker.pauses === pausesBefore) {
+              if (tries >= opts.infraRetries) break;
+              tries++;
+              hooks.onNotice?.(`retry ${tries}/${opts.infraRetries} of ${tname}: ${info.exception_message}`);
+              hooks.onTrial?.({ type: "retry", trial: tname, retry: tries, reason: info.exception_message });
+            }
+            await rm(dir, { recursive: true, force: true });
           }
           progress.running--;
           // A trial cut short by the abort (or never started) is not a result: drop it so that --resume runs it again.

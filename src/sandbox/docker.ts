@@ -545,11 +545,11 @@ async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promis
  * died between the commit and the removal of its snapshot sandbox; chosen by the same rule as containers.
  */
 async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Promise<number> {
-  const label = [`${TMAX_LABEL}.snapshot=1`, ...(filter.job ? [`${TMAX_JOB_LABEL}=${filter.job}`] : [])];
   const list = async (all: boolean) => {
     try {
-      // podman ORs several label filters: the selection is re-checked here
-      const images = await docker.listImages({ all, filters: { label } });
+      // one label filter only: podman 4.3's images endpoint answers nothing for two (its CLI ORs them); the job
+      // and the owner are checked here
+      const images = await docker.listImages({ all, filters: { label: [`${TMAX_LABEL}.snapshot=1`] } });
       return images.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
     } catch (err) {
       throw engineError(docker, err, "exec_failed", "cannot list images");
