@@ -1,7 +1,7 @@
 // `tmax datasets list|pull|path`, and the resolution of `--dataset` (a directory, else a registry name@version).
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import { cacheRoot, pullDataset, type PulledDataset } from "../tasks/datasets.js";
+import { cacheRoot, isRegistryRef, pullDataset, type PulledDataset } from "../tasks/datasets.js";
 import { DEFAULT_REGISTRY_URL, loadRegistry } from "../tasks/registry.js";
 import { stripControl } from "../util/terminal.js";
 import { dim, yellow } from "./render.js";
@@ -16,11 +16,16 @@ export interface ResolvedDataset {
   source?: { name: string; version: string; commit: string | null; registry: string };
 }
 
-/** A directory is used as is; anything else is looked up in the registry (name@version, name, org/name@ref). */
+/**
+ * A directory is used as is; a registry reference (name, name@version, org/name@ref: isRegistryRef) is looked up
+ * in the registry; anything else is a path that does not exist (a typo), said in one line without network access.
+ */
 export async function resolveDatasetArg(arg: string, registry?: string, log: (l: string) => void = (l) => console.error(dim(l))): Promise<ResolvedDataset> {
-  if (existsSync(arg) && statSync(arg).isDirectory()) return { dir: path.resolve(arg) };
-  const looksLikePath = arg.startsWith(".") || arg.startsWith("/") || arg.endsWith("/");
-  if (looksLikePath) throw new Error(`dataset not found: ${path.resolve(arg)} is not a directory`);
+  if (existsSync(arg)) {
+    if (statSync(arg).isDirectory()) return { dir: path.resolve(arg) };
+    throw new Error(`--dataset ${path.resolve(arg)}: is a file, not a directory of tasks`);
+  }
+  if (!isRegistryRef(arg)) throw new Error(`no such directory: ${path.resolve(arg)} (a registry dataset is name or name@version)`);
   // registry text (names, URLs, descriptions) is the registry author's: never an escape sequence on the terminal
   const pulled = await pullDataset(arg, { registry: registrySource(registry), onLog: (l) => log(stripControl(l)) });
   for (const n of pulled.notes) log(yellow(`note: ${stripControl(n)}`));

@@ -3,9 +3,10 @@ import { readFileSync } from "node:fs";
 import { stripControl } from "../util/terminal.js";
 import path from "node:path";
 import { readJobConfig } from "../jobs/jobDir.js";
-import { runJob, validateJobOptions, type JobProgress } from "../jobs/runner.js";
+import { runJob, validateJobOptions, type JobOptions, type JobProgress } from "../jobs/runner.js";
 import type { AgentName, JobConfig } from "../jobs/schema.js";
 import { createModelClient } from "../model/client.js";
+import type { ModelConfig } from "../model/types.js";
 import { preflightModel, requireTrainServer } from "../model/preflight.js";
 import { createTokenClient } from "../model/tokens.js";
 import { parseImageMap } from "../sandbox/build.js";
@@ -13,6 +14,7 @@ import { modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCl
 import { resolveDatasetArg } from "./datasets.js";
 import { createLiveView } from "./liveView.js";
 import { preflightEngine } from "./preflight.js";
+import { onStop, stopSignal } from "../sandbox/cleanup.js";
 import { bold, dim, red, stepPrinter, yellow } from "./render.js";
 import type { EnvironmentEvent } from "../jobs/trial.js";
 
@@ -38,11 +40,12 @@ export interface EvalOptions extends ModelCliOptions, AgentCliOptions, SandboxCl
   maxPause: number;
   /** true = infrastructure errors; a comma-separated list = these exception types */
   retryErrors?: boolean | string;
+  skipInvalid?: boolean;
   verbose: boolean;
 }
 
 /** Options that may differ on resume: where the model is served, how fast to go, how loud to be. */
-const RUNTIME_OPTIONS = new Set(["baseUrl", "apiKey", "n", "infraRetries", "retryErrors", "verbose", "requestTimeout", "maxRetries", "unsafe", "resume"]);
+const RUNTIME_OPTIONS = new Set(["baseUrl", "apiKey", "n", "infraRetries", "retryErrors", "skipInvalid", "verbose", "requestTimeout", "maxRetries", "unsafe", "resume"]);
 
 /** The flag a user types for an option key (for messages). */
 const FLAG: Record<string, string> = {
@@ -59,6 +62,7 @@ const FLAG: Record<string, string> = {
   maxTotalTokens: "--max-total-tokens",
   commandTimeout: "--command-timeout",
   maxFormatErrors: "--max-format-errors",
+  prompts: "--prompts",
   timeoutMultiplier: "--timeout-multiplier",
   agentTimeoutMultiplier: "--agent-timeout-multiplier",
   verifierTimeoutMultiplier: "--verifier-timeout-multiplier",
@@ -89,6 +93,10 @@ export function storedOptions(c: JobConfig, jobDir: string): Partial<EvalOptions
     dataset: c.dataset,
     agent: c.agent,
     k: c.k,
+    // how the job ran: restored too (a resume at -n 1 of a job started at -n 16 is 16× slower); may be given anew
+    n: c.n_concurrent_trials,
+    infraRetries: c.retry.max_retries,
+    ...(c.prompts ? { prompts: c.prompts.path } : {}),
     ...(c.model
       ? {
           model: c.model.name,
@@ -128,7 +136,7 @@ export function storedOptions(c: JobConfig, jobDir: string): Partial<EvalOptions
 }
 
 const same = (key: string, a: unknown, b: unknown): boolean => {
-  if (key === "dataset" || key === "jobDir") return typeof a === "string" && typeof b === "string" && path.resolve(a) === path.resolve(b);
+  if (key === "dataset" || key === "jobDir" || key === "prompts") return typeof a === "string" && typeof b === "string" && path.resolve(a) === path.resolve(b);
   if (key === "imageMap") return JSON.stringify(parseImageMap((a as string[]) ?? [])) === JSON.stringify(parseImageMap((b as string[]) ?? []));
   if (Array.isArray(a) || Array.isArray(b)) return JSON.stringify([...((a as string[]) ?? [])].sort()) === JSON.stringify([...((b as string[]) ?? [])].sort());
   return a === b || (a == null && b == null);
@@ -150,8 +158,36 @@ export function resolveResume(o: EvalOptions, given: ReadonlySet<string>): EvalO
     throw new Error(`cannot resume ${jobDir}: ${what.join("; ")} differ from the job's stored config; drop the flag to keep the stored value, or start a new job`);
   }
   const baseUrl = given.has("baseUrl") ? o.baseUrl : process.env.TMAX_BASE_URL ?? s.baseUrl ?? o.baseUrl;
+  // a run-time knob given again (-n, --infra-retries) wins over the stored one
+  const typedKnobs = Object.fromEntries([...RUNTIME_OPTIONS].filter((k) => given.has(k)).map((k) => [k, (o as unknown as Record<string, unknown>)[k]]));
   // options the job never stored (e.g. --temperature when the profile default was used) are left as typed
-  return { ...o, ...Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)), baseUrl, temperature: s.temperature ?? o.temperature, topP: s.topP ?? o.topP } as EvalOptions;
+  return { ...o, ...Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)), ...typedKnobs, baseUrl, temperature: s.temperature ?? o.temperature, topP: s.topP ?? o.topP } as EvalOptions;
+}
+
+/** The model the agent talks to (none for oracle and nop). */
+export const modelConfigOf = (o: EvalOptions): ModelConfig | undefined => (o.agent === "tmax" ? modelConfig(o) : undefined);
+
+/** The job a command line stands for (its config.json is jobConfigOf these): one mapping for a new job and a resume. */
+export function jobOptionsOf(o: EvalOptions, at: { datasetDir: string; jobDir: string; model: ModelConfig | undefined }): Omit<JobOptions, "resume"> {
+  return {
+    datasetDir: at.datasetDir,
+    jobDir: at.jobDir,
+    agent: o.agent,
+    k: o.k,
+    concurrency: o.n,
+    model: at.model,
+    profile: o.profile,
+    ...trialSettings(o),
+    agentTimeoutMultiplier: o.agentTimeoutMultiplier,
+    verifierTimeoutMultiplier: o.verifierTimeoutMultiplier,
+    buildTimeoutMultiplier: o.buildTimeoutMultiplier,
+    filters: { include: o.include, exclude: o.exclude, category: o.category, difficulty: o.difficulty },
+    nTasks: o.nTasks,
+    infraRetries: o.infraRetries,
+    pauseAfter: o.pauseAfter,
+    maxPauseSec: o.maxPause,
+    skipInvalid: o.skipInvalid,
+  };
 }
 
 /** The command that continues this job, exactly as to type it. */
@@ -177,8 +213,8 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   validateJobOptions({ ...o, concurrency: o.n });
   if (o.backend === "local" && !o.unsafe) throw new Error("the local backend runs commands directly on this machine without isolation; pass --unsafe to allow it");
   if (o.backend === "daytona" && !process.env.DAYTONA_API_KEY) throw new Error("the daytona backend needs an API key: set DAYTONA_API_KEY");
-  const settings = trialSettings(o);
-  const model = o.agent === "tmax" ? modelConfig(o) : undefined;
+  const model = modelConfigOf(o);
+  const job = jobOptionsOf(o, { datasetDir: dataset, jobDir, model }); // a bad --prompts or --pass-env is one line here
   if (model) await preflightModel(createModelClient(model));
   // train is training's harness, token-in/token-out, as in `tmax run` and `tmax rollout`; eval keeps chat completions
   const tokens = model && o.profile === "train" ? createTokenClient(tokenClientConfig(model)) : undefined;
@@ -187,38 +223,20 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   const started = Date.now();
   const view = createLiveView();
   console.log(`${bold("tmax eval")} ${dim(`${dataset} · agent ${o.agent} · k=${o.k} · n=${o.n} · job ${jobDir}${resume ? " · resumed" : ""}`)}`);
-  const onSignal = () => {
-    view.log(`\n${bold("interrupted")}: finished trials are kept; continue with\n  ${resumeCommand(jobDir, o)}`);
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  // a fault (Ctrl-C, SIGTERM, a closed terminal, `| head`) stops the job: finished trials are kept, in-flight ones
+  // dropped (resume runs them), containers removed; the process exits with the fault's code (docs/eval.md)
+  const stop = stopSignal();
+  const unsubscribe = onStop((fault) => {
+    const hint = `\n${bold("interrupted")} (${fault}): finished trials are kept; continue with\n  ${resumeCommand(jobDir, o)}`;
+    if (fault === "EPIPE") process.stderr.write(`${hint}\n`);
+    else view.log(hint);
+  });
   let results;
   try {
     results = await runJob(
+      { ...job, ...(resolved.source ? { datasetSource: resolved.source } : {}), ...(tokens ? { train: { tokens, seed: TRAIN_SEED } } : {}), resume, retryErrors, invocation: process.argv.slice(1) },
       {
-        datasetDir: dataset,
-        ...(resolved.source ? { datasetSource: resolved.source } : {}),
-        jobDir,
-        agent: o.agent,
-        k: o.k,
-        concurrency: o.n,
-        model,
-        profile: o.profile,
-        ...(tokens ? { train: { tokens, seed: TRAIN_SEED } } : {}),
-        ...settings,
-        agentTimeoutMultiplier: o.agentTimeoutMultiplier,
-        verifierTimeoutMultiplier: o.verifierTimeoutMultiplier,
-        buildTimeoutMultiplier: o.buildTimeoutMultiplier,
-        filters: { include: o.include, exclude: o.exclude, category: o.category, difficulty: o.difficulty },
-        nTasks: o.nTasks,
-        infraRetries: o.infraRetries,
-        pauseAfter: o.pauseAfter,
-        maxPauseSec: o.maxPause,
-        resume,
-        retryErrors,
-        invocation: process.argv.slice(1),
-      },
-      {
+        signal: stop,
         onProgress: view.progress,
         onNotice: (line) => view.log(yellow(stripControl(line))), // engine/task text inside (retries, pauses)
         onTrial: view.trial,
@@ -232,10 +250,10 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
       },
     );
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    unsubscribe();
     view.done();
   }
+  if (stop.aborted) return 1; // the exit code is the fault's (FAULT_EXIT_CODES), set by the caller
   const mean = results.length ? results.reduce((s, r) => s + r.reward, 0) / results.length : 0;
   const errors = results.filter((r) => r.exception_info);
   const infra = errors.filter((r) => r.exception_info!.infrastructure);

@@ -5,11 +5,11 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { Command, Option } from "commander";
-import { installSignalCleanup } from "../sandbox/cleanup.js";
+import { cleanupInstalled, FAULT_EXIT_CODES, installSignalCleanup, pruneLeftovers, stopSignal, whileRunning, type Fault } from "../sandbox/cleanup.js";
 import { createBackend } from "../sandbox/index.js";
 import { TMAX_VERSION } from "../util/version.js";
 import { redactSecrets } from "../util/redact.js";
-import { addAgentOptions, addModelOptions, addSandboxOptions, toInt } from "./options.js";
+import { addAgentOptions, addEvalOptions, addModelOptions, addSandboxOptions, collect, toInt } from "./options.js";
 import { red } from "./render.js";
 
 const program = new Command("tmax")
@@ -17,7 +17,26 @@ const program = new Command("tmax")
   .version(TMAX_VERSION)
   .showHelpAfterError("(run with --help for usage)");
 
-const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/**
+ * A command that makes sandboxes: a signal (SIGINT, SIGTERM, SIGHUP) or its output gone (EPIPE) stops it cleanly —
+ * what it finished is kept, its sandboxes are removed — and the process exits with the fault's code.
+ */
+async function stoppable(work: () => Promise<number>): Promise<void> {
+  installSignalCleanup();
+  const code = await whileRunning(work());
+  const stop = stopSignal();
+  process.exitCode = stop.aborted ? FAULT_EXIT_CODES[stop.reason as Fault] : code;
+}
+
+// Any other command whose reader goes away (`tmax report … | head`) ends quietly with SIGPIPE's code.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (cleanupInstalled()) return; // the command's own cleanup handles it
+    if (err.code === "EPIPE" || err.code === "EIO") process.exit(FAULT_EXIT_CODES.EPIPE);
+    throw err;
+  });
+}
 
 program
   .command("setup")
@@ -53,47 +72,16 @@ addSandboxOptions(
     ),
   ),
 ).action(async (o) => {
-  installSignalCleanup();
   const { runCommand } = await import("./run.js");
-  process.exitCode = await runCommand(o);
+  await stoppable(() => runCommand(o));
 });
 
 addSandboxOptions(
-  addAgentOptions(
-    addModelOptions(
-      program
-        .command("eval")
-        .description("run an agent on every task of a dataset, k times, n at a time; resumable")
-        .option("-d, --dataset <dir|name@version>", "a directory of tasks (or one task), or a registry dataset like terminal-bench@2.0")
-        .option("--registry <url|file>", "dataset registry in Harbor's format (env TMAX_REGISTRY; default Harbor's public registry)")
-        .addOption(new Option("-a, --agent <agent>", "tmax (the model), oracle (the task's solution) or nop (does nothing)").choices(["tmax", "oracle", "nop"]).default("tmax"))
-        .option("-k, --n-attempts <k>", "trials per task (alias --attempts)", toInt, 1)
-        .addOption(new Option("--attempts <k>").argParser(toInt).hideHelp())
-        .option("-n, --n-concurrent <n>", "trials at a time (alias --concurrency)", toInt, 1)
-        .addOption(new Option("--concurrency <n>").argParser(toInt).hideHelp())
-        .option("--n-tasks <n>", "only the first n tasks (by name) after the filters", toInt)
-        .option("--job-dir <dir>", "where the job goes (default jobs/<time>)")
-        .option("--resume <job-dir>", "continue a job with its stored config; a repeated flag must match it (the endpoint may change)")
-        .option("--retry-errors [types]", "with --resume: re-run trials that ended in infrastructure errors, or in these exception types (comma-separated)")
-        .option("--timeout-multiplier <x>", "scale every task timeout", Number.parseFloat, 1)
-        .option("--agent-timeout-multiplier <x>", "scale the agent timeout (replaces --timeout-multiplier for it)", Number.parseFloat)
-        .option("--verifier-timeout-multiplier <x>", "scale the verifier timeout", Number.parseFloat)
-        .option("--build-timeout-multiplier <x>", "scale the environment build timeout", Number.parseFloat)
-        .option("--include <name|glob>", "only these tasks (repeatable)", collect)
-        .option("--exclude <name|glob>", "skip these tasks (repeatable)", collect)
-        .option("--category <c>", "only tasks of this category")
-        .option("--difficulty <d>", "only tasks of this difficulty")
-        .option("--infra-retries <n>", "re-runs of a trial that failed on infrastructure (engine, model server), with exponential backoff", toInt, 2)
-        .option("--pause-after <n>", "consecutive infrastructure failures that pause the job until the model server and engine answer again", toInt, 3)
-        .option("--max-pause <sec>", "longest such pause before the job stops (resume it later with --resume)", toInt, 1800)
-        .option("-v, --verbose", "print every step of every trial", false),
-    ),
-  ),
+  addAgentOptions(addModelOptions(addEvalOptions(program.command("eval").description("run an agent on every task of a dataset, k times, n at a time; resumable")))),
 ).action(async (o, cmd: Command) => {
-  installSignalCleanup();
   const { evalCommand, harborAliases } = await import("./eval.js");
   const { options, given } = harborAliases(o, (key) => cmd.getOptionValueSource(key));
-  process.exitCode = await evalCommand(options, given);
+  await stoppable(() => evalCommand(options, given));
 });
 
 program
@@ -164,7 +152,7 @@ addSandboxOptions(
     ),
   ),
 ).action(async (o) => {
-  installSignalCleanup();
+  installSignalCleanup(); // a fault removes the rollout's sandboxes at once (records are written per group)
   const { rolloutCommand } = await import("./rollout.js");
   process.exitCode = await rolloutCommand(o);
 });
@@ -286,7 +274,7 @@ sandboxCmd
   });
 sandboxCmd
   .command("prune")
-  .description("remove tmax containers whose owning process is gone (e.g. after kill -9); others' running trials are kept")
+  .description("remove tmax containers and verifier snapshot images whose owning process is gone (e.g. after kill -9); others' running trials are kept")
   .option("--job <dir|id>", "every container of this job (its dir or its id)")
   .option("--all", "every tmax container on the engine, running trials of other processes and users included")
   .addOption(new Option("--backend <name>", "where to look").choices(["docker", "daytona"]).default("docker"))
@@ -294,9 +282,9 @@ sandboxCmd
     const { resolveJobRef } = await import("../jobs/identity.js");
     if (o.job && o.all) throw new Error("--job and --all exclude each other");
     const filter = o.job ? { job: resolveJobRef(o.job) } : o.all ? { all: true } : {};
-    const n = await createBackend(o.backend, {}).prune(filter);
+    const { containers, images } = await pruneLeftovers(createBackend(o.backend, {}), filter);
     const what = o.job ? `of job ${filter.job}` : o.all ? "(all)" : "whose owner process is gone";
-    console.log(`removed ${n} sandbox(es) ${what}`);
+    console.log(`removed ${containers} sandbox(es) and ${images} snapshot image(s) ${what}`);
   });
 
 try {
@@ -304,6 +292,9 @@ try {
 } catch (e) {
   const message = e instanceof Error ? e.message : String(e);
   console.error(red(`tmax: error: ${stripControl(redactSecrets(message.split("\n")[0]))}`));
+  // an error about several things (e.g. invalid tasks) carries one line per thing
+  const lines = (e as { lines?: unknown }).lines;
+  if (Array.isArray(lines)) for (const line of lines) console.error(stripControl(redactSecrets(String(line))));
   if (process.env.TMAX_DEBUG && e instanceof Error) console.error(e.stack);
   process.exitCode = 1;
 }

@@ -12,6 +12,37 @@ import type { TrialSettings } from "../jobs/trial.js";
 import { parseImageMap } from "../sandbox/build.js";
 import { defaultPullPolicy, type PullPolicy } from "../sandbox/images.js";
 
+export const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** `tmax eval`'s own options (the model, agent and sandbox ones are added next to them). */
+export function addEvalOptions(cmd: Command): Command {
+  return cmd
+    .option("-d, --dataset <dir|name@version>", "a directory of tasks (or one task), or a registry dataset like terminal-bench@2.0")
+    .option("--registry <url|file>", "dataset registry in Harbor's format (env TMAX_REGISTRY; default Harbor's public registry)")
+    .addOption(new Option("-a, --agent <agent>", "tmax (the model), oracle (the task's solution) or nop (does nothing)").choices(["tmax", "oracle", "nop"]).default("tmax"))
+    .option("-k, --n-attempts <k>", "trials per task (alias --attempts)", toInt, 1)
+    .addOption(new Option("--attempts <k>").argParser(toInt).hideHelp())
+    .option("-n, --n-concurrent <n>", "trials at a time (alias --concurrency)", toInt, 1)
+    .addOption(new Option("--concurrency <n>").argParser(toInt).hideHelp())
+    .option("--n-tasks <n>", "only the first n tasks (by name) after the filters", toInt)
+    .option("--job-dir <dir>", "where the job goes (default jobs/<time>)")
+    .option("--resume <job-dir>", "continue a job with its stored config; a repeated flag must match it (the endpoint may change)")
+    .option("--retry-errors [types]", "with --resume: re-run trials that ended in infrastructure errors, or in these exception types (comma-separated)")
+    .option("--timeout-multiplier <x>", "scale every task timeout", Number.parseFloat, 1)
+    .option("--agent-timeout-multiplier <x>", "scale the agent timeout (replaces --timeout-multiplier for it)", Number.parseFloat)
+    .option("--verifier-timeout-multiplier <x>", "scale the verifier timeout", Number.parseFloat)
+    .option("--build-timeout-multiplier <x>", "scale the environment build timeout", Number.parseFloat)
+    .option("--include <name|glob>", "only these tasks (repeatable)", collect)
+    .option("--exclude <name|glob>", "skip these tasks (repeatable)", collect)
+    .option("--category <c>", "only tasks of this category")
+    .option("--difficulty <d>", "only tasks of this difficulty")
+    .option("--skip-invalid", "leave invalid tasks out (reported, never scored) instead of refusing the job")
+    .option("--infra-retries <n>", "re-runs of a trial that failed on infrastructure (engine, model server), with exponential backoff", toInt, 2)
+    .option("--pause-after <n>", "consecutive infrastructure failures that pause the job until the model server and engine answer again", toInt, 3)
+    .option("--max-pause <sec>", "longest such pause before the job stops (resume it later with --resume)", toInt, 1800)
+    .option("-v, --verbose", "print every step of every trial", false);
+}
+
 export function addModelOptions(cmd: Command): Command {
   let given = false; // the first --base-url replaces the default, later ones add servers
   const baseUrls = (v: string, prev: string) => {

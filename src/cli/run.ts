@@ -1,7 +1,8 @@
 // `tmax run`: one episode, on a task directory (with its verifier) or on an instruction text.
 import { stripControl } from "../util/terminal.js";
-import { randomUUID } from "node:crypto";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { ensureJobId } from "../jobs/identity.js";
 import path from "node:path";
 import { environmentPrinter } from "./eval.js";
 import { runEpisode } from "../agent/loop.js";
@@ -16,6 +17,7 @@ import { loadTask } from "../tasks/load.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import { agentLimits, modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { preflightEngine } from "./preflight.js";
+import { stopSignal } from "../sandbox/cleanup.js";
 import { bold, dim, green, red, stepPrinter } from "./render.js";
 
 export interface RunOptions extends ModelCliOptions, AgentCliOptions, SandboxCliOptions {
@@ -37,6 +39,19 @@ export function checkTaskArgument(task: string): void {
   if (pathLike) throw new Error(`--task ${task}: no such task directory (to send it to the model as an instruction, write a sentence)`);
 }
 
+/**
+ * The run's dir: refused when it already holds anything (a run is never written over another, as eval refuses a
+ * used job dir); else created with the run's id (.tmax-job-id), the label of its containers, so that
+ * `tmax sandbox prune --job <dir>` finds them.
+ */
+async function claimOutDir(outDir: string): Promise<string> {
+  if (existsSync(outDir) && (!statSync(outDir).isDirectory() || readdirSync(outDir).length > 0)) {
+    throw new Error(`--out ${outDir} is already used (it holds an earlier run or other files); choose another --out`);
+  }
+  await mkdir(outDir, { recursive: true });
+  return ensureJobId(outDir);
+}
+
 export async function runCommand(o: RunOptions): Promise<number> {
   checkTaskArgument(o.task);
   const prompts = resolvePrompts(o); // a bad prompt file fails before anything starts
@@ -54,6 +69,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   if (isTaskDir) {
     const task = await loadTask(path.resolve(o.task));
     const outDir = path.resolve(o.out ?? path.join("runs", `${stamp()}-${task.name}`));
+    const jobId = await claimOutDir(outDir);
     console.log(`${bold("tmax run")} ${task.name} ${dim(`· ${o.model} @ ${o.baseUrl} · profile ${o.profile}`)}`);
     const result = await runTrial({
       ...trialSettings(o), // limits, prompts, image map, network, pull, --pass-env, integrity, verifier isolation
@@ -61,13 +77,14 @@ export async function runCommand(o: RunOptions): Promise<number> {
       attempt: 0,
       trialDir: path.join(outDir, `${task.name}__0`),
       jobName: path.basename(outDir),
-      jobId: randomUUID(),
+      jobId,
       agent: "tmax",
       backend,
       model,
       profile: o.profile,
       tokens,
       seed: TRAIN_SEED,
+      signal: stopSignal(), // a fault stops the episode; the trial is still written
       onEvent: print,
       onEnvironment: ((p) => (e: EnvironmentEvent) => p(task.name, e))(environmentPrinter((l) => console.log(l))),
     });
@@ -82,13 +99,14 @@ export async function runCommand(o: RunOptions): Promise<number> {
   // An instruction text: run it in a plain image, no verifier.
   const image = o.image ?? "localhost/tmax-base:bookworm";
   const outDir = path.resolve(o.out ?? path.join("runs", `${stamp()}-adhoc`));
+  const jobId = await claimOutDir(outDir);
   console.log(`${bold("tmax run")} ${dim(`· ${image} · ${o.model} @ ${o.baseUrl} · profile ${o.profile}`)}`);
   const network = o.network === "task" ? "none" : o.network;
-  const sandbox = await backend.create({ image, network, name: "run", labels: { [JOB_ID_LABEL]: randomUUID(), [JOB_DIR_LABEL]: outDir } });
+  const sandbox = await backend.create({ image, network, name: "run", labels: { [JOB_ID_LABEL]: jobId, [JOB_DIR_LABEL]: outDir } });
   try {
     const trajectory = tokens
-      ? (await runTokenEpisode({ taskName: "adhoc", instruction: o.task, tokens, sandbox, limits, prompts, seed: TRAIN_SEED, startDir: "/app", onEvent: print })).trajectory
-      : await runEpisode({ taskName: "adhoc", instruction: o.task, model, sandbox, profile: o.profile, limits, prompts, onEvent: print });
+      ? (await runTokenEpisode({ taskName: "adhoc", instruction: o.task, tokens, sandbox, limits, prompts, seed: TRAIN_SEED, startDir: "/app", signal: stopSignal(), onEvent: print })).trajectory
+      : await runEpisode({ taskName: "adhoc", instruction: o.task, model, sandbox, profile: o.profile, limits, prompts, signal: stopSignal(), onEvent: print });
     const file = path.join(outDir, "trajectory.json");
     await writeJsonAtomic(file, trajectory);
     console.log(dim(`trajectory: ${file}`));

@@ -138,6 +138,10 @@ export async function buildReportData(jobDirs: string[], opts: ReportOptions = {
     jobs.push(job);
     issues.push(...job.issues);
   }
+  // Several jobs of one model (every checkpoint served as `tmax-9b`) are never pooled: each gets its own series,
+  // `model (job)`, in the score table, the charts and the trial filter.
+  const series = seriesOfJobs(jobs);
+  for (const job of jobs) job.trials = job.trials.map((t) => ({ ...t, model: series.get(job)!.get(t.model) ?? t.model }));
   const cells: ReportData["cells"] = {};
   const groups = new Map<string, TrialRow[]>();
   for (const job of jobs) for (const t of job.trials) {
@@ -192,6 +196,26 @@ export async function buildReportData(jobDirs: string[], opts: ReportOptions = {
     ...(opts.diff ? { diff: opts.diff } : {}),
   };
   return { data, trajectories };
+}
+
+/** Per job, its trials' model name → the series it is shown as: the model, or `model (job)` when jobs share it. */
+function seriesOfJobs(jobs: JobData[]): Map<JobData, Map<string, string>> {
+  const jobsOfModel = new Map<string, JobData[]>();
+  for (const job of jobs) for (const m of new Set(job.trials.map((t) => t.model))) jobsOfModel.set(m, [...new Set([...(jobsOfModel.get(m) ?? []), job])]);
+  const taken = new Set<string>();
+  const out = new Map<JobData, Map<string, string>>();
+  for (const job of jobs) {
+    const names = new Map<string, string>();
+    for (const m of new Set(job.trials.map((t) => t.model))) {
+      if (jobsOfModel.get(m)!.length < 2) continue;
+      let name = `${m} (${job.name})`;
+      for (let i = 2; taken.has(name); i++) name = `${m} (${job.name} #${i})`; // two dirs of one name in different places
+      taken.add(name);
+      names.set(m, name);
+    }
+    out.set(job, names);
+  }
+  return out;
 }
 
 const cut = (s: unknown, n: number) => (typeof s === "string" && s.length > n ? `${s.slice(0, n)}\n… [${s.length - n} more characters in trajectory.json]` : s);

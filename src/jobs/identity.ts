@@ -1,7 +1,7 @@
 // The unique id of a job or rollout run: a UUID stored in its dir, used to label its containers (the dir's
 // basename is not unique: two `jobs/run1` dirs in different places would otherwise share containers).
 import { randomUUID } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -25,13 +25,31 @@ export async function ensureJobId(dir: string, preferred?: string): Promise<stri
   return id;
 }
 
-/** `--job DIR|ID`: a dir holding a job id, or the id itself. */
+/**
+ * `--job DIR|ID`: a dir holding a job id (a job, rollout or run dir), or the id itself. A run dir of an older
+ * tmax has no id file: its trial's config.json (Harbor's TrialConfig) names the id.
+ */
 export function resolveJobRef(ref: string): string {
   if (UUID_RE.test(ref)) return ref;
   if (existsSync(ref)) {
-    const id = readJobId(ref);
+    const id = readJobId(ref) ?? trialJobId(ref);
     if (!id) throw new Error(`${ref} holds no job id (${JOB_ID_FILE}); pass the job id instead`);
     return id;
   }
   throw new Error(`--job ${ref}: neither a job dir nor a job id (a UUID)`);
+}
+
+/** The one job id the trial configs directly under `dir` name, if they agree. */
+function trialJobId(dir: string): string | undefined {
+  const ids = new Set<string>();
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    try {
+      const id = JSON.parse(readFileSync(path.join(dir, entry.name, "config.json"), "utf8")).job_id;
+      if (typeof id === "string" && UUID_RE.test(id)) ids.add(id);
+    } catch {
+      // not a trial dir
+    }
+  }
+  return ids.size === 1 ? [...ids][0] : undefined;
 }

@@ -1,19 +1,15 @@
-// The job dir's own files: the job config (Harbor's JobConfig + tmax's fields), its check on resume, and the
-// result of a task that does not load.
+// The job dir's own files: the job config (Harbor's JobConfig + tmax's fields) and its check on resume.
 import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { ModelConfig, Profile } from "../model/types.js";
-import type { SandboxBackendName } from "../sandbox/types.js";
-import { brokenTaskMessage, type BrokenTask, type DatasetFilters } from "../tasks/load.js";
+import type { DatasetFilters } from "../tasks/load.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import { redactUrl } from "../util/redact.js";
-import { TMAX_VERSION } from "../util/version.js";
-import { harborAgent, harborEnvironment, harborTrialConfig } from "./harbor.js";
+import { harborAgent, harborEnvironment } from "./harbor.js";
 import { JobConfig, type AgentName, type TrialResult } from "./schema.js";
 import type { TrialSettings } from "./trial.js";
-import { exceptionInfo } from "./trialError.js";
 
 export interface JobConfigInput extends TrialSettings {
   jobDir: string;
@@ -77,6 +73,8 @@ export function jobConfigOf(opts: JobConfigInput, o: { jobName: string; datasetD
       ? { name: model.model, base_url: redactUrl(model.baseUrl), profile: opts.profile, max_tokens: model.maxTokens, temperature: model.temperature, top_p: model.topP, logprobs: model.logprobs }
       : null,
     agent_limits: limits,
+    // an absolute path: `--resume` reads the file again from wherever it is run
+    ...(opts.agent === "tmax" && opts.prompts?.source ? { prompts: { ...opts.prompts.source, path: path.resolve(opts.prompts.source.path) } } : {}),
     image_map: opts.imageMap,
     backend: opts.backend,
     network: opts.network,
@@ -109,20 +107,26 @@ export function readJobConfig(jobDir: string): JobConfig | null {
 }
 
 /** Creates the job dir with its config, or (resume) checks the stored one; returns the job's UUID. */
-export async function prepareJobDir(jobDir: string, config: JobConfig, resume: boolean): Promise<string> {
+/**
+ * Creates the job dir with its config, or (resume) checks the stored one; returns the job's UUID. `accepted` maps
+ * the stored config to what this run may change in it (tasks that joined after a fix), written back when it differs.
+ */
+export async function prepareJobDir(jobDir: string, config: JobConfig, resume: boolean, accepted: (stored: JobConfig) => JobConfig = (c) => c): Promise<string> {
   const file = path.join(jobDir, "config.json");
   if (existsSync(file)) {
     if (!resume) throw new Error(`job dir ${jobDir} already holds a job; pass --resume to finish it, or choose another --job-dir`);
-    let stored: JobConfig;
+    let original: JobConfig;
     try {
-      stored = readJobConfig(jobDir)!;
+      original = readJobConfig(jobDir)!;
     } catch (e) {
       throw new Error(`cannot resume: ${(e as Error).message}`);
     }
+    let stored = accepted(original);
     const diff = configDiff(stored, config);
     if (diff.length) throw new Error(`cannot resume ${jobDir}: the job config changed (${diff.join(", ")}); start a new job instead`);
     // the endpoint may move between runs: record the one in use now
-    if (stored.model && config.model && stored.model.base_url !== config.model.base_url) await writeJsonAtomic(file, { ...stored, model: { ...stored.model, base_url: config.model.base_url } });
+    if (stored.model && config.model && stored.model.base_url !== config.model.base_url) stored = { ...stored, model: { ...stored.model, base_url: config.model.base_url } };
+    if (JSON.stringify(stored) !== JSON.stringify(original)) await writeJsonAtomic(file, stored);
     return stored.job_id;
   }
   if (resume) throw new Error(`cannot resume: ${jobDir} holds no job (config.json missing)`);
@@ -146,50 +150,4 @@ export function storedStart(jobDir: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** A task that does not load still gets its trials, recorded as TaskError, so the report shows it. */
-export async function brokenTrial(dir: string, task: string, attempt: number, config: JobConfig, broken: BrokenTask): Promise<TrialResult> {
-  const now = new Date().toISOString();
-  const info = exceptionInfo(new Error(brokenTaskMessage(broken)));
-  const taskDir = path.join(config.dataset, task);
-  const trialConfig = harborTrialConfig({
-    taskName: task,
-    taskDir,
-    trialDir: dir,
-    attempt,
-    jobName: config.job_name,
-    jobId: config.job_id,
-    datasetName: config.dataset_name,
-    agent: config.agent,
-    model: config.model?.name ?? null,
-    backend: config.backend as SandboxBackendName,
-    timeoutMultiplier: config.timeout_multiplier,
-  });
-  await writeJsonAtomic(path.join(dir, "config.json"), trialConfig);
-  const result: TrialResult = {
-    id: randomUUID(),
-    task_name: task,
-    trial_name: path.basename(dir),
-    trial_uri: `file://${dir}`,
-    task_id: { path: taskDir },
-    source: config.dataset_name,
-    task_checksum: "invalid",
-    config: trialConfig,
-    attempt,
-    agent_info: { name: config.agent, version: TMAX_VERSION, model_info: config.model ? { name: config.model.name, provider: "openai-compatible" } : null },
-    agent_result: null,
-    verifier_result: null,
-    reward: 0,
-    exception_info: { ...info, exception_type: "TaskError", exception_traceback: `TaskError: ${info.exception_message}` },
-    started_at: now,
-    finished_at: now,
-    environment_setup: null,
-    agent_setup: null,
-    agent_execution: null,
-    verifier: null,
-    dataset_dir: config.dataset,
-  };
-  await writeJsonAtomic(path.join(dir, "result.json"), result);
-  return result;
 }

@@ -8,7 +8,7 @@ import { createModelClient } from "../model/client.js";
 import { preflightModel } from "../model/preflight.js";
 import type { TokenClient } from "../model/tokens.js";
 import type { ModelClient, ModelConfig, Profile } from "../model/types.js";
-import { createBackend } from "../sandbox/index.js";
+import { createBackend, pruneLeftovers } from "../sandbox/index.js";
 import type { SandboxBackend, SandboxBackendName } from "../sandbox/types.js";
 import { checkTaskTimeouts } from "../tasks/timeouts.js";
 import { loadDataset, type DatasetFilters } from "../tasks/load.js";
@@ -18,8 +18,9 @@ import { jitteredBackoff } from "../util/backoff.js";
 import { CircuitBreaker } from "./breaker.js";
 import { harborJobResult, harborLock, phaseMultipliers } from "./harbor.js";
 import { ensureJobId } from "./identity.js";
-import { brokenTrial, jobConfigOf, prepareJobDir, shouldRetry, storedStart, type JobConfigInput } from "./jobDir.js";
-import { TrialResult, type AgentName } from "./schema.js";
+import { jobConfigOf, prepareJobDir, readJobConfig, shouldRetry, storedStart, type JobConfigInput } from "./jobDir.js";
+import { selectTasks, withJoined } from "./selection.js";
+import { TrialResult, type AgentName, type JobConfig } from "./schema.js";
 import { exceptionInfo, runTrial, type EnvironmentEvent, type TrialPhase, type TrialSettings } from "./trial.js";
 
 /** A job: what its config records (JobConfigInput: agent, k, model, limits, sandbox …) plus how this run goes. */
@@ -37,6 +38,8 @@ export interface JobOptions extends JobConfigInput {
    * model server unreachable), a list = trials whose exception_type is in it.
    */
   retryErrors?: true | string[];
+  /** Leave invalid tasks out (recorded, reported, never scored) instead of refusing the job. */
+  skipInvalid?: boolean;
   /** The command line, recorded in lock.json (secrets masked). */
   invocation?: string[];
   /** Train profile: token-in/token-out endpoints; attempt k samples with vLLM seed `seed + k` (open-instruct's rule). */
@@ -98,15 +101,15 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   const jobName = path.basename(jobDir);
   const dataset = await loadDataset(datasetDir, opts.filters);
   const tasks = dataset.tasks;
-  const broken = new Map(dataset.broken.map((b) => [b.name, b]));
-  if (tasks.length === 0 && broken.size === 0) throw new Error(`no tasks found in ${datasetDir}${opts.filters ? " (after filters)" : ""}`);
-  for (const t of tasks) checkTaskTimeouts(t, phaseMultipliers(opts), opts.agentLimits?.commandTimeoutSec); // one line, before anything starts
-
-  let taskNames = [...tasks.map((t) => t.name), ...broken.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  if (opts.nTasks !== undefined) taskNames = taskNames.slice(0, opts.nTasks);
-  const checksums = Object.fromEntries(taskNames.map((name) => [name, tasks.find((t) => t.name === name)?.checksum ?? "invalid"]));
+  if (tasks.length === 0 && dataset.broken.length === 0) throw new Error(`no tasks found in ${datasetDir}${opts.filters ? " (after filters)" : ""}`);
+  const stored = opts.resume ? storedConfig(jobDir) : null;
+  // invalid tasks: refused here, one line each, or left out (--skip-invalid) — never run, never scored
+  const selection = await selectTasks(dataset, { nTasks: opts.nTasks, skipInvalid: opts.skipInvalid, retryErrors: opts.retryErrors, stored });
+  const taskNames = selection.names;
+  for (const t of tasks) if (taskNames.includes(t.name)) checkTaskTimeouts(t, phaseMultipliers(opts), opts.agentLimits?.commandTimeoutSec); // one line, before anything starts
+  const checksums = Object.fromEntries(taskNames.map((name) => [name, tasks.find((t) => t.name === name)!.checksum]));
   const config = jobConfigOf(opts, { jobName, datasetDir, checksums });
-  if (opts.agent === "tmax" && opts.prompts?.source) config.prompts = opts.prompts.source;
+  if (selection.leftOut.size) config.invalid_tasks = [...selection.leftOut.keys()];
   if (opts.datasetSource) {
     config.dataset_source = opts.datasetSource;
     config.dataset_name = `${opts.datasetSource.name}@${opts.datasetSource.version}`;
@@ -114,33 +117,41 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   // everything that can refuse the run does so before the job dir exists, so a failed start never blocks it
   const backend = createBackend(opts.backend, { unsafe: opts.unsafe });
   // one id for the job: Harbor's job_id in config.json, and the label of every container it starts
-  const jobId = await ensureJobId(jobDir, await prepareJobDir(jobDir, config, opts.resume));
+  const joined = Object.fromEntries(selection.joined.map((n) => [n, checksums[n]!]));
+  const jobId = await ensureJobId(jobDir, await prepareJobDir(jobDir, config, opts.resume, (c) => withJoined(c, joined)));
+  for (const line of selection.leftOut.values()) hooks.onNotice?.(line);
+  for (const name of selection.joined) hooks.onNotice?.(`${name} is valid now: it joins the job`);
   config.job_id = jobId;
   const release = await lockJobDir(jobDir);
   try {
-    if (opts.resume) await backend.prune({ job: jobId }).catch(() => 0); // leftovers of a killed run of this job only
+    // leftovers of a killed run of this job only: containers, then verifier snapshot images
+    if (opts.resume) await pruneLeftovers(backend, { job: jobId }).catch(() => undefined);
 
     // Keep finished trials; a trial dir without result.json was interrupted: remove and redo it.
     // A trial that ended on infrastructure is not a result of the task: resume runs it again;
     // --retry-errors TYPES also redoes finished trials that ended in the chosen errors.
     const results = new Map<string, TrialResult>();
-    let retried = 0;
+    let retried = storedRetries(jobDir); // Harbor's n_retries: every re-run of a trial, over all runs of the job
     for (const entry of readdirSync(jobDir, { withFileTypes: true })) {
       if (!entry.isDirectory()) continue;
       const done = readResult(path.join(jobDir, entry.name));
-      if (done && !done.exception_info?.infrastructure && !(opts.resume && shouldRetry(done, opts.retryErrors))) results.set(entry.name, done);
+      // a trial cancelled by a stop whose dir the stopping process had no time to drop is no result either
+      const cancelled = done?.exception_info?.exception_type === "CancelledError";
+      // a task that joined after a fix: its trials of an older tmax (TaskError, never run) are no results
+      const invalidBefore = done ? selection.joined.includes(done.task_name) : false;
+      if (done && !done.exception_info?.infrastructure && !cancelled && !invalidBefore && !(opts.resume && shouldRetry(done, opts.retryErrors))) results.set(entry.name, done);
       else {
-        if (done) retried++;
+        if (done && !cancelled) retried++;
         await rm(path.join(jobDir, entry.name), { recursive: true, force: true });
       }
     }
-    const lockTasks = taskNames.map((name) => ({ name, dir: tasks.find((t) => t.name === name)?.dir ?? path.join(datasetDir, name), checksum: checksums[name]! }));
+    const lockTasks = taskNames.map((name) => ({ name, dir: tasks.find((t) => t.name === name)!.dir, checksum: checksums[name]! }));
     await writeJsonAtomic(path.join(jobDir, "lock.json"), harborLock(config, lockTasks, opts.invocation ?? process.argv.slice(1)));
 
-    const pending: { task?: Task; name: string; attempt: number }[] = [];
+    const pending: { task: Task; name: string; attempt: number }[] = [];
     for (let attempt = 0; attempt < opts.k; attempt++) {
       for (const name of taskNames) {
-        if (!results.has(trialName(name, attempt))) pending.push({ task: tasks.find((x) => x.name === name), name, attempt });
+        if (!results.has(trialName(name, attempt))) pending.push({ task: tasks.find((x) => x.name === name)!, name, attempt });
       }
     }
 
@@ -179,72 +190,69 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
           progress.running++;
           hooks.onProgress?.(progress);
           let result: TrialResult | undefined;
-          if (!p.task) {
-            result = await brokenTrial(dir, p.name, p.attempt, config, broken.get(p.name)!);
-          } else {
-            for (let tries = 0; ; ) {
-              try {
-                if (breaker.paused) hooks.onTrial?.({ type: "waiting", trial: tname });
-                await breaker.gate();
-              } catch (e) {
-                stopped ??= e as Error;
-                stop.abort(e);
-              }
-              if (signal.aborted) break;
-              const pausesBefore = breaker.pauses;
-              result = await runTrial({
-                task: p.task,
-                attempt: p.attempt,
-                trialDir: dir,
-                jobName,
-                jobId,
-                agent: opts.agent,
-                backend,
-                model,
-                profile: opts.profile,
-                ...(opts.train ? { tokens: opts.train.tokens, seed: opts.train.seed + p.attempt } : {}),
-                agentLimits: opts.agentLimits,
-                prompts: opts.prompts,
-                timeoutMultiplier: opts.timeoutMultiplier,
-                agentTimeoutMultiplier: opts.agentTimeoutMultiplier,
-                verifierTimeoutMultiplier: opts.verifierTimeoutMultiplier,
-                buildTimeoutMultiplier: opts.buildTimeoutMultiplier,
-                imageMap: opts.imageMap,
-                network: opts.network,
-                pull: opts.pull,
-                forceBuild: opts.forceBuild,
-                integrity: opts.integrity,
-                verifierIsolation: opts.verifierIsolation,
-                verifierHardening: opts.verifierHardening,
-                source: datasetDir,
-                datasetName: config.dataset_name,
-                ...(opts.datasetSource ? { dataset: { name: opts.datasetSource.name, version: opts.datasetSource.version, commit: opts.datasetSource.commit } } : {}),
-                onEnvironment: hooks.onEnvironment ? (e) => hooks.onEnvironment!(tname, e) : undefined,
-                passEnv: opts.passEnv,
-                signal,
-                onEvent: hooks.onEvent ? (e) => hooks.onEvent!(tname, e) : undefined,
-                onPhase: hooks.onTrial ? (phase) => hooks.onTrial!({ type: "phase", trial: tname, phase }) : undefined,
-              });
-              const info = result.exception_info;
-              if (!info?.infrastructure) {
-                breaker.success();
-                break;
-              }
-              breaker.failure(info.exception_message);
-              if (signal.aborted) break;
-              // Back off (exponential, jittered) before deciding: other trials' failures may pause the job meanwhile.
-              // A failure during an outage is the outage's, not the trial's: it waits at the gate and runs again.
-              // Isolated failures use the retry budget.
-              const wait = jitteredBackoff(tries, 2000, 60_000);
-              await new Promise((r) => setTimeout(r, wait));
-              if (!breaker.paused && breaker.pauses === pausesBefore) {
-                if (tries >= opts.infraRetries) break;
-                tries++;
-                hooks.onNotice?.(`retry ${tries}/${opts.infraRetries} of ${tname}: ${info.exception_message}`);
-                hooks.onTrial?.({ type: "retry", trial: tname, retry: tries, reason: info.exception_message });
-              }
-              await rm(dir, { recursive: true, force: true });
+          for (let tries = 0, runs = 0; ; ) {
+            try {
+              if (breaker.paused) hooks.onTrial?.({ type: "waiting", trial: tname });
+              await breaker.gate();
+            } catch (e) {
+              stopped ??= e as Error;
+              stop.abort(e);
             }
+            if (signal.aborted) break;
+            const pausesBefore = breaker.pauses;
+            if (runs++ > 0) retried++; // an infrastructure retry, or a re-run after an outage
+            result = await runTrial({
+              task: p.task,
+              attempt: p.attempt,
+              trialDir: dir,
+              jobName,
+              jobId,
+              agent: opts.agent,
+              backend,
+              model,
+              profile: opts.profile,
+              ...(opts.train ? { tokens: opts.train.tokens, seed: opts.train.seed + p.attempt } : {}),
+              agentLimits: opts.agentLimits,
+              prompts: opts.prompts,
+              timeoutMultiplier: opts.timeoutMultiplier,
+              agentTimeoutMultiplier: opts.agentTimeoutMultiplier,
+              verifierTimeoutMultiplier: opts.verifierTimeoutMultiplier,
+              buildTimeoutMultiplier: opts.buildTimeoutMultiplier,
+              imageMap: opts.imageMap,
+              network: opts.network,
+              pull: opts.pull,
+              forceBuild: opts.forceBuild,
+              integrity: opts.integrity,
+              verifierIsolation: opts.verifierIsolation,
+              verifierHardening: opts.verifierHardening,
+              source: datasetDir,
+              datasetName: config.dataset_name,
+              ...(opts.datasetSource ? { dataset: { name: opts.datasetSource.name, version: opts.datasetSource.version, commit: opts.datasetSource.commit } } : {}),
+              onEnvironment: hooks.onEnvironment ? (e) => hooks.onEnvironment!(tname, e) : undefined,
+              passEnv: opts.passEnv,
+              signal,
+              onEvent: hooks.onEvent ? (e) => hooks.onEvent!(tname, e) : undefined,
+              onPhase: hooks.onTrial ? (phase) => hooks.onTrial!({ type: "phase", trial: tname, phase }) : undefined,
+            });
+            const info = result.exception_info;
+            if (!info?.infrastructure) {
+              breaker.success();
+              break;
+            }
+            breaker.failure(info.exception_message);
+            if (signal.aborted) break;
+            // Back off (exponential, jittered) before deciding: other trials' failures may pause the job meanwhile.
+            // A failure during an outage is the outage's, not the trial's: it waits at the gate and runs again.
+            // Isolated failures use the retry budget.
+            const wait = jitteredBackoff(tries, 2000, 60_000);
+            await new Promise((r) => setTimeout(r, wait));
+            if (!breaker.paused && breaker.pauses === pausesBefore) {
+              if (tries >= opts.infraRetries) break;
+              tries++;
+              hooks.onNotice?.(`retry ${tries}/${opts.infraRetries} of ${tname}: ${info.exception_message}`);
+              hooks.onTrial?.({ type: "retry", trial: tname, retry: tries, reason: info.exception_message });
+            }
+            await rm(dir, { recursive: true, force: true });
           }
           progress.running--;
           // A trial cut short by the abort (or never started) is not a result: drop it so that --resume runs it again.
@@ -269,6 +277,9 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
     await writeSummary(!hooks.signal?.aborted);
     return [...results.values()].sort((a, b) => a.trial_name.localeCompare(b.trial_name));
   } finally {
+    // Every trial has ended: whatever of this job is still on the engine is a leftover (e.g. a container whose
+    // removal failed while the engine restarted, or a snapshot image of a trial cut short). Chosen by the job's label.
+    await pruneLeftovers(backend, { job: jobId }, { attempts: 3 }).catch(() => undefined);
     await release();
   }
 }
@@ -286,6 +297,25 @@ async function probeInfrastructure(backend: SandboxBackend, model: ModelClient |
   if (!engine.ok) return engine.detail;
   if (model) await preflightModel(model, signal);
   return null;
+}
+
+/** The config of the job being resumed; null when unreadable (prepareJobDir then says why, in one line). */
+function storedConfig(jobDir: string): JobConfig | null {
+  try {
+    return readJobConfig(jobDir);
+  } catch {
+    return null;
+  }
+}
+
+/** n_retries of the job's earlier runs (its result.json), so that a resume adds to them. */
+function storedRetries(jobDir: string): number {
+  try {
+    const n = JSON.parse(readFileSync(path.join(jobDir, "result.json"), "utf8")).stats?.n_retries;
+    return Number.isInteger(n) && n > 0 ? n : 0;
+  } catch {
+    return 0;
+  }
 }
 
 function readResult(trialDir: string): TrialResult | null {

@@ -187,6 +187,8 @@ export const JobConfig = z.object({
   dataset: z.string(), // absolute path of the dataset dir
   dataset_name: z.string(),
   task_checksums: z.record(z.string(), z.string()),
+  /** Invalid tasks left out of the job (--skip-invalid): never run, never scored; absent when none. */
+  invalid_tasks: z.array(z.string()).optional(),
   filters: TaskFilters,
   agent: AgentName,
   k: z.number(), // attempts per task

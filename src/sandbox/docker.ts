@@ -71,6 +71,7 @@ export function dockerBackend(opts: DockerBackendOptions = {}): SandboxBackend {
         ? createComposeSandbox(docker, spec, createOpts, (main, o) => createSandbox(docker, main, o))
         : createSandbox(docker, spec, createOpts, opts.executor),
     prune: (filter) => pruneContainers(docker, filter),
+    pruneSnapshots: (filter) => pruneSnapshotImages(docker, filter),
     check: () => checkEngine(docker),
   };
 }
@@ -561,6 +562,42 @@ async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promis
   // live job between its creation and its first container)
   if (filter.job || filter.all) await pruneNetworks(docker, filter.job);
   return removed.reduce((a, b) => a + b, 0);
+}
+
+/**
+ * Verifier snapshot images (a commit carries the container's labels: job, owner, test run) left by a process that
+ * died between the commit and the removal of its snapshot sandbox; chosen by the same rule as containers.
+ */
+async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Promise<number> {
+  const list = async (all: boolean) => {
+    try {
+      // one label filter only: podman 4.3's images endpoint answers nothing for two (its CLI ORs them); the job
+      // and the owner are checked here
+      const images = await docker.listImages({ all, filters: { label: [`${TMAX_LABEL}.snapshot=1`] } });
+      return images.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
+    } catch (err) {
+      throw engineError(docker, err, "exec_failed", "cannot list images");
+    }
+  };
+  const remove = (id: string) =>
+    docker
+      .getImage(id)
+      .remove({ force: true })
+      .then(
+        () => 1,
+        () => 0,
+      );
+  // the commits first, one at a time; then what they leave labelled (an intermediate layer image whose removal
+  // failed while the commit still depended on it)
+  let removed = 0;
+  for (const image of await list(false)) removed += await remove(image.Id);
+  for (let round = 0; round < 3; round++) {
+    const rest = await list(true);
+    let n = 0;
+    for (const image of rest) n += await remove(image.Id);
+    if (n === 0) break;
+  }
+  return removed;
 }
 
 async function checkEngine(docker: Docker): Promise<{ ok: boolean; detail: string; fix?: string }> {

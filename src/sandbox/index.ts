@@ -31,7 +31,7 @@ export { dockerBackend, DEFAULT_PIDS_LIMIT, type DockerBackendOptions, type Dock
 export { localBackend, type LocalBackendOptions } from "./local.js";
 export { daytonaBackend, type DaytonaBackendOptions, type DaytonaSdkLike } from "./daytona.js";
 export { buildImage, parseImageMap, rewriteFromLines, baseImages, TASK_IMAGE_REPO, TMAX_IMAGE_LABEL, type BuildSpec, type BuildOptions } from "./build.js";
-export { track, untrack, trackedCount, removeAllTracked, installSignalCleanup, type Removable, type SignalCleanupOptions } from "./cleanup.js";
+export { track, untrack, trackedCount, removeAllTracked, installSignalCleanup, cleanupInstalled, pruneLeftovers, stopSignal, onStop, whileRunning, FAULT_EXIT_CODES, type Fault, type Removable, type SignalCleanupOptions } from "./cleanup.js";
 export { connectEngine, parseDockerHost, DEFAULT_DOCKER_HOST } from "./engine.js";
 export { DEFAULT_MAX_OUTPUT_BYTES } from "./execOutput.js";
 export {

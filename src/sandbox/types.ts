@@ -151,6 +151,8 @@ export interface SandboxBackend {
    * pid dead or reused); `{ job }` every container of one job id; `{ all: true }` every tmax container.
    */
   prune(filter?: { job?: string; all?: boolean }): Promise<number>;
+  /** Removes verifier snapshot images chosen by the same rule as prune (owner gone, one job, all); absent when the backend makes none. */
+  pruneSnapshots?(filter?: { job?: string; all?: boolean }): Promise<number>;
   /** Quick health check for `tmax doctor`. */
   check(): Promise<{ ok: boolean; detail: string; fix?: string }>;
 }

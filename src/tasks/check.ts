@@ -4,7 +4,7 @@ import { KNOWN_TOML_KEYS } from "./harbor.js";
 import { dockerfileRefusal } from "../sandbox/build.js";
 import { parseDockerfile } from "../sandbox/dockerfile.js";
 import { readTextIfFile } from "./files.js";
-import { loadDataset } from "./load.js";
+import { loadDataset, type Dataset } from "./load.js";
 import type { Task, TaskProblem } from "./types.js";
 
 /** All problems of a dataset (or of one task dir), errors first within each task, tasks by name. */
@@ -18,6 +18,20 @@ export async function checkDataset(dir: string): Promise<TaskProblem[]> {
   const order = (p: TaskProblem) => (p.severity === "error" ? 0 : 1);
   // Stable sort: within a task and severity the loader's order (file by file) is kept.
   return problems.sort((a, b) => (a.task < b.task ? -1 : a.task > b.task ? 1 : order(a) - order(b)));
+}
+
+/**
+ * The tasks of a loaded dataset that cannot run, each with its errors: the loader's (bad task.toml, missing
+ * files …) and the checks' (a Dockerfile without FROM). Warnings do not make a task invalid.
+ */
+export async function invalidTasks(dataset: Dataset): Promise<Map<string, TaskProblem[]>> {
+  const out = new Map<string, TaskProblem[]>();
+  for (const broken of dataset.broken) out.set(broken.name, broken.problems.filter((p) => p.severity === "error"));
+  for (const task of dataset.tasks) {
+    const errors = (await lintTask(task)).filter((p) => p.severity === "error");
+    if (errors.length) out.set(task.name, errors);
+  }
+  return out;
 }
 
 /** Lints beyond what loading requires: things that make a task score 0 or fail offline. */

@@ -53,6 +53,18 @@ interface Manifest {
   tasks: Array<{ name: string; git_url: string | null; commit: string | null; path: string }>;
 }
 
+/**
+ * A registry reference as typed: `name` or `name@version` (Harbor's `org/name@ref` ids too, the `@ref` required).
+ * Anything else — `./x`, `/x`, `~/x`, `a/b` without `@`, `path/to/x`, a name whose first segment is a directory
+ * here — is a path, and a path that does not exist is a typo, never a registry lookup over the network.
+ */
+export function isRegistryRef(text: string, exists: (p: string) => boolean = existsSync): boolean {
+  const name = "[A-Za-z0-9][A-Za-z0-9._-]*";
+  if (new RegExp(`^${name}(@[A-Za-z0-9][A-Za-z0-9._+:-]*)?$`).test(text)) return !exists(text);
+  if (new RegExp(`^${name}/${name}@[A-Za-z0-9][A-Za-z0-9._+:-]*$`).test(text)) return !exists(text.split("/")[0]!);
+  return false;
+}
+
 /** Resolves `name@version` through the registry and returns the local dataset dir, fetching what is missing. */
 export async function pullDataset(refText: string, opts: PullDatasetOptions): Promise<PulledDataset> {
   const cache = opts.cacheDir ?? cacheRoot();

@@ -66,7 +66,7 @@ describe("eval on the shipped examples", { skip: ENGINE_SKIP }, () => {
     await assert.rejects(runJob(opts), /already holds a job; pass --resume/);
   });
 
-  test("malformed tasks give per-task errors and do not stop the others", async () => {
+  test("malformed tasks are refused before the job starts, each named; --skip-invalid leaves them out and runs the others", async () => {
     const ds = path.join(tmp, "malformed");
     await cp(path.join(EXAMPLES, "hello-file"), path.join(ds, "good"), { recursive: true });
     await cp(path.join(EXAMPLES, "hello-file"), path.join(ds, "bad-toml"), { recursive: true });
@@ -77,16 +77,21 @@ describe("eval on the shipped examples", { skip: ENGINE_SKIP }, () => {
     await rm(path.join(ds, "no-tests", "tests", "test.sh"));
     await cp(path.join(EXAMPLES, "hello-file"), path.join(ds, "bad-docker"), { recursive: true });
     await writeFile(path.join(ds, "bad-docker", "environment", "Dockerfile"), "FROM localhost/tmax-base:bookworm\nRUN exit 3\n");
-    const results = await runJob(base({ datasetDir: ds, agent: "oracle" }));
+    const refused = base({ datasetDir: ds, agent: "oracle" });
+    await assert.rejects(runJob(refused), (e: Error & { lines?: string[] }) => {
+      assert.match(e.message, /^3 invalid task\(s\), refused before the job starts/);
+      assert.deepEqual([...new Set(e.lines!.map((l) => l.split(":")[1]!.trim()))], ["bad-toml", "no-instruction", "no-tests"]);
+      assert.match(e.lines!.join("\n"), /bad-toml: task\.toml/);
+      assert.match(e.lines!.join("\n"), /no-instruction: instruction\.md/);
+      assert.match(e.lines!.join("\n"), /no-tests: tests\/test\.sh/);
+      return true;
+    });
+    assert.equal(existsSync(refused.jobDir), false, "no job dir");
+    const results = await runJob(base({ datasetDir: ds, agent: "oracle", skipInvalid: true }));
     const info = Object.fromEntries(results.map((r) => [r.task_name, r.exception_info]));
+    assert.deepEqual(Object.keys(info).sort(), ["bad-docker", "good"], "the invalid tasks are never run nor scored");
     assert.equal(results.find((r) => r.task_name === "good")?.reward, 1);
     assert.equal(info.good, null);
-    assert.equal(info["bad-toml"]?.exception_type, "TaskError");
-    assert.match(info["bad-toml"]!.exception_message, /task\.toml/);
-    assert.equal(info["no-instruction"]?.exception_type, "TaskError");
-    assert.match(info["no-instruction"]!.exception_message, /instruction\.md/);
-    assert.equal(info["no-tests"]?.exception_type, "TaskError");
-    assert.match(info["no-tests"]!.exception_message, /test\.sh/);
     assert.equal(info["bad-docker"]?.exception_type, "BuildError");
     assert.equal(info["bad-docker"]!.exception_message.includes("\n"), false);
     assert.equal(ourContainers(), "");
