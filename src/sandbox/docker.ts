@@ -59,7 +59,17 @@ export interface DockerBackendOptions {
 /** A docker sandbox also exposes its container name (handy in logs and for `podman exec -it`). */
 export interface DockerSandbox extends Sandbox {
   readonly name: string;
+  /** Notes the engine's own files as they are at start (see ENGINE_FILES); `changes()` lists them when edited. */
+  recordEngineFiles(): Promise<void>;
 }
+
+/**
+ * Files the engine bind-mounts into every container: edits of them are not in the container-changes list (they
+ * are not in the container's layer), so their path-stat at start is kept and compared by `changes()`. The
+ * engine's archive read costs about a second per file on podman, so the stat (size, mode, mtime to the
+ * nanosecond) stands in for the content.
+ */
+const ENGINE_FILES = ["/etc/hosts", "/etc/resolv.conf"];
 
 export function dockerBackend(opts: DockerBackendOptions = {}): SandboxBackend {
   const docker = opts.docker ?? connectEngine(opts.host);
@@ -154,6 +164,7 @@ export async function createSandbox(docker: Docker, spec: SandboxSpec, opts: Cre
     signal?.throwIfAborted();
     await container.start();
     signal?.throwIfAborted();
+    await sandbox.recordEngineFiles();
   } catch (err) {
     await sandbox.remove().catch(() => undefined);
     if (signal?.aborted) throw signal.reason ?? err;
@@ -211,6 +222,8 @@ export function makeSandbox(docker: Docker, container: Docker.Container, info: S
   const state = { hasTimeoutBinary: true };
   // Started on the first command; null (or dead) means plain execs.
   let executor: Promise<Executor | null> | undefined;
+  // ENGINE_FILES' path-stat at start (JSON), once recorded
+  const engineFiles = new Map<string, string>();
 
   const sandbox: DockerSandbox = {
     id: container.id,
@@ -311,13 +324,25 @@ export function makeSandbox(docker: Docker, container: Docker.Container, info: S
       return removing;
     },
 
+    async recordEngineFiles() {
+      for (const f of ENGINE_FILES) engineFiles.set(f, JSON.stringify(await statPath(container, f).catch(() => null)));
+    },
+
     async changes() {
+      let list: Array<{ Path: string; Kind: number }>;
       try {
-        const list = ((await container.changes()) ?? []) as Array<{ Path: string; Kind: number }>;
-        return list.map((c) => ({ path: c.Path, kind: (c.Kind === 1 || c.Kind === 2 ? c.Kind : 0) as 0 | 1 | 2 }));
+        list = ((await container.changes()) ?? []) as typeof list;
       } catch (err) {
         throw engineError(docker, err, "exec_failed", `cannot list the filesystem changes of ${info.name}`);
       }
+      const out = list.map((c) => ({ path: c.Path, kind: (c.Kind === 1 || c.Kind === 2 ? c.Kind : 0) as 0 | 1 | 2 }));
+      const listed = new Set(out.map((c) => c.path));
+      for (const [f, before] of engineFiles) {
+        if (listed.has(f)) continue;
+        const now = JSON.stringify(await statPath(container, f).catch(() => null));
+        if (now !== before) out.push({ path: f, kind: now === "null" ? 2 : 0 });
+      }
+      return out;
     },
 
     stat: (p) => statPath(container, resolve(p)),
