@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 args = json.loads(sys.argv[1])
-out = {"commands": {}, "files": [], "python": None, "errors": []}
+out = {"path": os.environ.get("PATH", ""), "commands": {}, "files": [], "python": None, "errors": []}
 files = set()
 
 

@@ -22,6 +22,8 @@ const STAT_CONCURRENCY = 8;
 
 /** What the probe found in a fresh container of the image. */
 interface Probe {
+  /** The verifier's PATH as the probe saw it. */
+  path?: string;
   commands: Record<string, string>;
   files: string[];
   python: null | {
@@ -93,7 +95,7 @@ export async function checkToolchain(input: { agent: Sandbox; target: Sandbox; t
     if (sameResolution(want, got)) return;
     const linked = want.real !== got.real || want.links.join() !== got.links.join();
     if (harness && linked) unsafeHarness ??= `${file} leads to ${got.real} (the image's leads to ${want.real})`;
-    add(file, got.stat ? (want.stat ? "modified" : "added") : "deleted", harness ? "harness" : "toolchain");
+    add(file, got.stat ? (want.stat ? "modified" : "added") : "deleted", harness ? "harness" : (classifyPath(file) ?? "toolchain"));
   });
 
   // 2. links the agent made where the image had an entry of its own (a dir replaced by a link hides what is in it):
@@ -116,14 +118,24 @@ export async function checkToolchain(input: { agent: Sandbox; target: Sandbox; t
     }
   });
 
-  // 3. Python: module files the runner (and the tests' own imports) load, changed in place or their bytecode
+  // 3. a command test.sh runs, now found earlier on the verifier's PATH than in the image (a new file there)
+  const dirs = (baseline.probe.path ?? "").split(":").filter((d) => d.startsWith("/"));
+  for (const [name, found] of Object.entries(baseline.probe.commands)) {
+    const k = dirs.indexOf(path.posix.dirname(found));
+    for (const dir of dirs.slice(0, k < 0 ? 0 : k)) {
+      const c = changed.get(`${dir}/${name}`);
+      if (c && c.kind !== 2) add(c.path, CHANGE[c.kind], classifyPath(c.path) ?? "toolchain");
+    }
+  }
+
+  // 4. Python: module files the runner (and the tests' own imports) load, changed in place or their bytecode
   //    replaced; a file that takes a loaded module's name earlier on sys.path; a sys.path entry that did not
   //    exist in the image and is now a file (a zip before the stdlib); the workdir shadowing any stdlib name
   const py = baseline.probe.python;
   if (py) {
     for (const f of (py.module_files ?? []).filter(ours)) {
       const c = changed.get(f);
-      if (c) add(f, CHANGE[c.kind], "toolchain");
+      if (c) add(f, CHANGE[c.kind], classifyPath(f) ?? "toolchain");
     }
     const entries = py.sys_path;
     const workdir = path.posix.resolve("/", target.workdir);
@@ -139,7 +151,7 @@ export async function checkToolchain(input: { agent: Sandbox; target: Sandbox; t
         const dir = entries[j]!;
         for (const p of shadowAt(dir, top)) {
           const c = changed.get(p);
-          if (c && c.kind !== 2) add(p, CHANGE[c.kind], dir === workdir ? "module-shadow" : "toolchain");
+          if (c && c.kind !== 2) add(p, CHANGE[c.kind], dir === workdir ? "module-shadow" : (classifyPath(p) ?? "toolchain"));
         }
         if (soShadow(dir, top)) add(`${dir}/${top}.*.so`, "added", dir === workdir ? "module-shadow" : "toolchain");
       }
