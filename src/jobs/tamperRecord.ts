@@ -17,6 +17,9 @@ export const TAMPER_CLASSES = [
   "path-dir", // anything in a PATH directory (shadowing timeout, bash, cmp, python3 …)
   "shell-rc", // bashrc/profile files and /etc/environment
   "module-shadow", // pytest.py, shlex.py, attr/__init__.py … (stdlib and pytest's dependencies) in the workdir, imported first by `python -m`
+  "network-config", // /etc/hosts, /etc/resolv.conf (the engine's files, edited), the CA bundle and trust dirs
+  "toolchain", // the toolchain check (toolchain.ts): a file the verifier executes or imports differs from the image's
+  "harness", // tmax's own tools in the verifier's container (bash, timeout, rm …) differ from the image's
 ] as const;
 export type TamperClass = (typeof TAMPER_CLASSES)[number];
 
@@ -48,6 +51,8 @@ export const TamperReport = z.object({
   quarantined: z.array(z.string()).optional(),
   /** The changes API could not be read (report incomplete). */
   error: z.string().optional(),
+  /** The toolchain check (toolchain.ts): how long it took in the verifier's container and for the image baseline (ms; 0 = cached), or why it did not run. */
+  toolchain: z.object({ ms: z.number(), baseline_ms: z.number(), error: z.string().optional() }).optional(),
 });
 export type TamperReport = z.infer<typeof TamperReport>;
 

@@ -279,6 +279,7 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
         isolation: chooseIsolation(task, sandbox.backend, input.verifierIsolation),
         harden: input.verifierHardening ?? true,
         changes,
+        tamper,
         signal: input.signal,
         // /logs/verifier comes from where the verifier ran (the snapshot is removed right after)
         collect: async (where) => {

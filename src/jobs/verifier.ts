@@ -9,6 +9,8 @@ import type { FileChange, Sandbox } from "../sandbox/types.js";
 import { passedEnv, resolveEnvTemplates } from "../tasks/harbor.js";
 import type { Task } from "../tasks/types.js";
 import { withDeadline } from "../util/deadline.js";
+import { addFindings, type TamperReport } from "./tamper.js";
+import { checkToolchain } from "./toolchain.js";
 
 /**
  * Where the verifier runs:
@@ -107,6 +109,8 @@ export interface VerifyInput {
   /** The agent phase's filesystem changes (for moving PATH-shadowing files aside), when the backend lists them. */
   changes?: readonly FileChange[];
   signal?: AbortSignal;
+  /** The trial's tamper report: the toolchain check adds its findings (none when integrity is off). */
+  tamper?: TamperReport;
   /** Called with the sandbox the verifier ran in, after it ran (also on failure), before a snapshot is removed. */
   collect?: (where: Sandbox) => Promise<void>;
   /**
@@ -151,6 +155,12 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
       if (killed.exitCode !== 0) throw new VerifierError("VerifierError", `could not stop the agent's processes: ${(killed.stderr || killed.stdout).trim().split("\n")[0]}`);
     }
 
+    const hardening = input.harden ? hardeningEnv(task) : null;
+    const env = { ...(hardening ?? {}), ...resolveEnvTemplates(task.config.verifierEnv ?? {}, passedEnv(input.passEnv)) }; // [verifier.env] wins
+
+    // The toolchain against the image, before any harness command runs where the tests will (toolchain.ts)
+    if (input.tamper) await toolchainCheck(input, target, isolation, env, input.tamper);
+
     // Commands the agent added earlier in PATH than the image's own (a fake python3, pytest, cmp …) go aside:
     // test.sh keeps the task's PATH, but not the agent's shadows. Only where no agent process survives.
     const quarantined = isolation === "shared" ? [] : await quarantineShadows(target, input.changes ?? []);
@@ -164,8 +174,6 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
     const place = await harnessExec(target, `${MV} ${staging}/${shellQuote(base)} /tests && ${RM} -rf ${staging}`);
     if (place.exitCode !== 0) throw new VerifierError("VerifierError", `could not move the tests to /tests: ${place.stderr.trim().split("\n")[0]}`);
 
-    const hardening = input.harden ? hardeningEnv(task) : null;
-    const env = { ...(hardening ?? {}), ...resolveEnvTemplates(task.config.verifierEnv ?? {}, passedEnv(input.passEnv)) }; // [verifier.env] wins
     // test.sh runs with the task's own PATH (its tools may live in /usr/local/bin); only the outer bash is absolute.
     ran = true;
     const apart = input.streamsApart === true;
@@ -195,6 +203,28 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
     if (ran) await withDeadline(input.collect?.(target) ?? Promise.resolve(), 360_000, "downloading /logs/verifier").catch(() => {});
     await withDeadline(snapshot?.remove() ?? Promise.resolve(), 120_000, "removing the verifier's snapshot").catch(() => {});
   }
+}
+
+/**
+ * Runs the toolchain check in the verifier's container and adds its findings to the tamper report. Links the
+ * agent made on the way to tmax's own tools (`/usr/bin` → a copy with another `timeout`) stop the verifier: no
+ * harness command runs there (never an honest outcome). The agent container's changes are read again where it
+ * is the verifier's container (kill, shared); a snapshot is what the scan saw.
+ */
+async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: VerifierIsolation, env: Record<string, string>, tamper: TamperReport): Promise<void> {
+  let changes = input.changes ?? [];
+  if (isolation !== "snapshot" && input.sandbox.changes) changes = await input.sandbox.changes().catch(() => changes);
+  let result;
+  try {
+    result = await withDeadline(checkToolchain({ agent: input.sandbox, target, task: input.task, env, changes }), 300_000, "the toolchain check");
+  } catch (e) {
+    tamper.toolchain = { ms: 0, baseline_ms: 0, error: (e as Error).message.split("\n")[0]! };
+    if (tamper.mode === "strict") tamper.flagged = true; // a check that could not run cannot vouch for the reward
+    return;
+  }
+  addFindings(tamper, result.findings);
+  tamper.toolchain = { ms: result.ms, baseline_ms: result.baselineMs, ...(result.error ? { error: result.error } : {}) };
+  if (result.unsafeHarness) throw new VerifierError("VerifierError", `tmax's own tools in the verifier's container are not the image's: ${result.unsafeHarness}`);
 }
 
 /** PATH dirs in resolution order (the usual image PATH). */

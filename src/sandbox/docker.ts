@@ -24,6 +24,7 @@ import {
   type CreateOptions,
   type ExecOptions,
   type ExecResult,
+  type PathStat,
   type Sandbox,
   type SandboxBackend,
   type SandboxSpec,
@@ -60,7 +61,17 @@ export interface DockerBackendOptions {
 /** A docker sandbox also exposes its container name (handy in logs and for `podman exec -it`). */
 export interface DockerSandbox extends Sandbox {
   readonly name: string;
+  /** Notes the engine's own files as they are at start (see ENGINE_FILES); `changes()` lists them when edited. */
+  recordEngineFiles(): Promise<void>;
 }
+
+/**
+ * Files the engine bind-mounts into every container: edits of them are not in the container-changes list (they
+ * are not in the container's layer), so their path-stat at start is kept and compared by `changes()`. The
+ * engine's archive read costs about a second per file on podman, so the stat (size, mode, mtime to the
+ * nanosecond) stands in for the content.
+ */
+const ENGINE_FILES = ["/etc/hosts", "/etc/resolv.conf"];
 
 export function dockerBackend(opts: DockerBackendOptions = {}): SandboxBackend {
   const docker = opts.docker ?? connectEngine(opts.host);
@@ -159,6 +170,7 @@ export async function createSandbox(docker: Docker, spec: SandboxSpec, opts: Cre
     signal?.throwIfAborted();
     await container.start();
     signal?.throwIfAborted();
+    await sandbox.recordEngineFiles();
   } catch (err) {
     await sandbox.remove().catch(() => undefined);
     if (signal?.aborted) throw signal.reason ?? err;
@@ -216,6 +228,8 @@ export function makeSandbox(docker: Docker, container: Docker.Container, info: S
   const state = { hasTimeoutBinary: true };
   // Started on the first command; null (or dead) means plain execs.
   let executor: Promise<Executor | null> | undefined;
+  // ENGINE_FILES' path-stat at start (JSON), once recorded
+  const engineFiles = new Map<string, string>();
 
   const sandbox: DockerSandbox = {
     id: container.id,
@@ -251,11 +265,11 @@ export function makeSandbox(docker: Docker, container: Docker.Container, info: S
 
     async download(remotePath, localDir, budget = newBudget()) {
       const target = resolve(remotePath);
-      // the engine's archive API follows a link at (or above) the path: refuse a path that is not itself
-      const real = await execInContainer(docker, container, info, state, ["readlink", "-f", "--", target], { timeoutSec: 30 }).catch(() => null);
-      const resolved = real?.exitCode === 0 ? real.stdout.trim() : target;
-      if (resolved !== target) {
-        budget.skipped.push({ path: printableName(path.posix.basename(target)), reason: `the downloaded path itself is a link: refused (${printableName(target)} resolves to ${printableName(resolved)})` });
+      // the engine's archive API follows a link at (or above) the path: refuse a path that is not itself. Asked
+      // of the engine, component by component: a `readlink` run in the container is whatever the agent put there
+      const linked = await linkOnPath(container, target);
+      if (linked) {
+        budget.skipped.push({ path: printableName(path.posix.basename(target)), reason: `the downloaded path itself is a link: refused (${printableName(linked.at)} resolves to ${printableName(linked.to)})` });
         return true;
       }
       const archive = await getArchive(docker, container, target);
@@ -316,13 +330,39 @@ export function makeSandbox(docker: Docker, container: Docker.Container, info: S
       return removing;
     },
 
+    async recordEngineFiles() {
+      for (const f of ENGINE_FILES) engineFiles.set(f, JSON.stringify(await statPath(container, f).catch(() => null)));
+    },
+
     async changes() {
+      let list: Array<{ Path: string; Kind: number }>;
       try {
-        const list = ((await container.changes()) ?? []) as Array<{ Path: string; Kind: number }>;
-        return list.map((c) => ({ path: c.Path, kind: (c.Kind === 1 || c.Kind === 2 ? c.Kind : 0) as 0 | 1 | 2 }));
+        list = ((await container.changes()) ?? []) as typeof list;
       } catch (err) {
         throw engineError(docker, err, "exec_failed", `cannot list the filesystem changes of ${info.name}`);
       }
+      const out = list.map((c) => ({ path: c.Path, kind: (c.Kind === 1 || c.Kind === 2 ? c.Kind : 0) as 0 | 1 | 2 }));
+      const listed = new Set(out.map((c) => c.path));
+      for (const [f, before] of engineFiles) {
+        if (listed.has(f)) continue;
+        const now = JSON.stringify(await statPath(container, f).catch(() => null));
+        if (now !== before) out.push({ path: f, kind: now === "null" ? 2 : 0 });
+      }
+      return out;
+    },
+
+    stat: (p) => statPath(container, resolve(p)),
+
+    async imageId() {
+      const inspected = await container.inspect().catch((err) => {
+        throw engineError(docker, err, "exec_failed", `cannot inspect ${info.name}`);
+      });
+      return inspected.Image;
+    },
+
+    pristine() {
+      const spec: SandboxSpec = { ...info.spec, image: info.image, build: undefined, prebuilt: undefined, compose: undefined, networkAttach: undefined, network: "none", storageMb: undefined, gpus: undefined, workdir: info.workdir, name: `${info.spec.name ?? "sandbox"}-baseline` };
+      return createSandbox(docker, spec, {}, "exec");
     },
 
     async snapshot() {
@@ -517,6 +557,39 @@ async function putArchive(docker: Docker, container: Docker.Container, archive: 
   } catch (err) {
     throw engineError(docker, err, "exec_failed", `cannot ${what}`);
   }
+}
+
+const MODE_DIR = 2 ** 31;
+const MODE_SYMLINK = 2 ** 27;
+
+/** The engine's archive-stat of a path (HEAD on the archive endpoint: no program runs in the container). */
+async function statPath(container: Docker.Container, remotePath: string): Promise<PathStat | null> {
+  let res: { headers?: Record<string, string | string[] | undefined>; resume?: () => void };
+  try {
+    res = (await container.infoArchive({ path: remotePath })) as typeof res;
+  } catch (err) {
+    const code = statusCode(err);
+    if (code === 404 || code === 400) return null; // missing, or a loop of links
+    throw new SandboxError(`cannot stat ${remotePath}: ${engineMessage(err)}`, "exec_failed");
+  }
+  res.resume?.();
+  const header = res.headers?.["x-docker-container-path-stat"];
+  if (typeof header !== "string") throw new SandboxError(`cannot stat ${remotePath}: the engine sent no path stat`, "exec_failed");
+  const st = JSON.parse(Buffer.from(header, "base64").toString("utf8")) as { size: number; mode: number; mtime: string; linkTarget?: string };
+  const link = Math.floor(st.mode / MODE_SYMLINK) % 2 === 1;
+  return { size: st.size, perm: st.mode % 0o10000, mtime: st.mtime, dir: Math.floor(st.mode / MODE_DIR) % 2 === 1, link, ...(link && st.linkTarget ? { linkTarget: st.linkTarget } : {}) };
+}
+
+/** The first component of `remotePath` that is a link, and where it leads; null when none is. */
+async function linkOnPath(container: Docker.Container, remotePath: string): Promise<{ at: string; to: string } | null> {
+  const parts = remotePath.split("/").filter(Boolean);
+  for (let i = 1; i <= parts.length; i++) {
+    const at = `/${parts.slice(0, i).join("/")}`;
+    const st = await statPath(container, at);
+    if (!st) return null;
+    if (st.link) return { at, to: st.linkTarget ?? "?" };
+  }
+  return null;
 }
 
 /** A tar stream of `remotePath`, or null when it does not exist. */

@@ -5,15 +5,24 @@
 // Semantics are those of an exec (see docker.ts): argv without a shell, env and cwd per command, no stdin,
 // `timeout -k 10 <limit>` in the container and a host watchdog, output capped per stream and drained, the
 // command's exit code; processes it leaves in the background keep running, and its output ends when it exits.
+// The process a command starts as has an exec's attributes (test/integration/executor-contract.test.ts): the
+// exec's environment exactly (read from /proc at the helper's start), its umask, a session and process group
+// of its own, stdin /dev/null, fds 0-2 only, default signal dispositions.
 //
-// Framing (host → helper, stdin, one line per request; every word ANSI-C quoted by the host):
+// Framing (host → helper, stdin; the first line is a per-session key of 128 random bits, then one line per
+// request, every word ANSI-C quoted by the host):
 //   X <id> <timeout|0> <cap> <cwd> <n-env> <NAME=value>... <argv>...   run
 //   O <id>                                                             send the output of a finished command
 //   K <id>                                                             SIGKILL its process group
-// helper → host: on stderr, lines `\x01R` (ready), `\x01F <why>` (cannot serve), `\x01D <id> <exit code>`;
-// on stdout only answers to O: `\x01O <id> <out-bytes> <err-bytes> <out-total> <err-total>\n` + out + err.
-// Output goes through readers that keep the first <cap> bytes in a private dir and count the rest, so a
-// flood never fills the container's disk.
+// helper → host: on stderr, lines `\x01<key> R` (ready), `\x01<key> F <why>` (cannot serve),
+// `\x01<key> D <id> <exit code>`; on stdout only answers to O: `\x01<key> O <id> <out-bytes> <err-bytes>
+// <out-total> <err-total>\n` + out + err. The key lives only in the helper's memory (not its argv, not its
+// environment, not inherited by a command: the commands are exec'd), so a process that writes into the
+// helper's streams through /proc/<helper>/fd/1|2 cannot make a frame: what it writes is skipped as noise, it
+// never ends the executor (a forged `F` or a corrupt answer used to fail the command as an infrastructure error,
+// which eval retries: a free re-roll). Output goes through readers that keep the first <cap> bytes in a
+// private dir and count the rest, so a flood never fills the container's disk.
+import { randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type Docker from "dockerode";
 import { cappedBuffer, demuxer } from "./execOutput.js";
@@ -25,10 +34,9 @@ const WATCHDOG_SLACK_SEC = 15;
 /** How long a starting helper may take to say it is ready before the sandbox falls back to plain execs. */
 const START_TIMEOUT_MS = 10_000;
 /**
- * The helper's control lines (`\x01R`, `\x01D <id> <rc>`, `\x01O <id> …`) are short. Any process in the
- * container running as root can open /proc/<helper>/fd/1 or fd/2 and write there: more than this without a
- * newline ends the executor (the sandbox falls back to an exec per command) instead of growing a string on
- * the host until the process runs out of memory.
+ * The helper's control lines are short. Any process in the container running as root can open
+ * /proc/<helper>/fd/1 or fd/2 and write there: the host keeps at most this much of a line it has not matched
+ * yet (noise is dropped as it comes, never grown into a host string).
  */
 const MAX_CONTROL_LINE = 4096;
 
@@ -37,19 +45,28 @@ const MAX_CONTROL_LINE = 4096;
 // /usr/local/bin): a helper started in the verifier's snapshot must not run a `timeout`, `mkdir` or `head`
 // the agent planted there before the quarantine moves them aside. The commands it runs keep their PATH.
 const HELPER = String.raw`
-if (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 501 )); then printf '\001F bash %s is older than 5.1\n' "$BASH_VERSION" >&2; exit 4; fi
+IFS= read -r key || exit 3
+[[ $key =~ ^[0-9a-f]{32}$ ]] || exit 3
+ctl() { printf '\001%s %s\n' "$key" "$*" >&2; }
+if (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 501 )); then ctl "F bash $BASH_VERSION is older than 5.1"; exit 4; fi
+# what an exec gets, taken before this script changes anything: its environment (bash adds PWD, SHLVL and _
+# to its own) and its umask; every command gets exactly these again
+base=()
+while IFS= read -r -d '' kv; do base+=("$kv"); done < /proc/$$/environ
+umask0=$(umask)
 declare -A T
 for c in timeout stdbuf head wc env stat cat rm mkdir; do
   T[$c]=$(PATH=/usr/bin:/bin:/usr/sbin:/sbin; command -v -- "$c" 2>/dev/null)
-  [[ ${"$"}{T[$c]} == /* ]] || { printf '\001F no %s in the system dirs of the image\n' "$c" >&2; exit 4; }
+  [[ ${"$"}{T[$c]} == /* ]] || { ctl "F no $c in the system dirs of the image"; exit 4; }
 done
+# an exec's process leads its own session (and its group); without setsid(1) a command stays in the helper's
+T[setsid]=$(PATH=/usr/bin:/bin:/usr/sbin:/sbin; command -v -- setsid 2>/dev/null)
+[[ ${"$"}{T[setsid]} == /* ]] && "${"$"}{T[setsid]}" -w true 2>/dev/null || T[setsid]=
 d=/tmp/.tmax-executor-$1
 [[ -d /dev/shm && -w /dev/shm ]] && d=/dev/shm/.tmax-executor-$1
 umask 077
-"${"$"}{T[mkdir]}" -p "$d" 2>/dev/null || { printf '\001F cannot create %s\n' "$d" >&2; exit 3; }
+"${"$"}{T[mkdir]}" -p "$d" 2>/dev/null || { ctl "F cannot create $d"; exit 3; }
 exec {nap}<> <(:)
-unset OLDPWD
-export SHLVL=0
 cd /
 run() {
   local id=$1 t=$2 cap=$3 cwd=$4 n=$5; shift 5
@@ -62,8 +79,13 @@ run() {
   (
     exec {fo}>&- {fe}>&-
     cd -- "$cwd" 2>/dev/null || { printf 'chdir to cwd (%s) failed: no such file or directory\n' "$cwd" >&2; exit 127; }
-    if (( n > 0 )); then exec "${"$"}{T[env]}" -- "${"$"}{envs[@]}" "${"$"}{T[timeout]}" -k ${KILL_AFTER_SEC} "$t" "$@"; fi
-    exec "${"$"}{T[timeout]}" -k ${KILL_AFTER_SEC} "$t" "$@"
+    umask "$umask0"
+    # the exec's environment plus this command's (env -i: nothing of this script's own), in a session of its
+    # own, under timeout(1) only when there is a limit (as an exec)
+    local -a pre=("${"$"}{T[env]}" -i -- "${"$"}{base[@]}" "${"$"}{envs[@]}")
+    [[ -n ${"$"}{T[setsid]} ]] && pre+=("${"$"}{T[setsid]}" -w)
+    if [[ $t != 0 || -z ${"$"}{T[setsid]} ]]; then pre+=("${"$"}{T[timeout]}" -k ${KILL_AFTER_SEC} "$t"); fi
+    exec "${"$"}{pre[@]}" "$@"
   ) </dev/null >&$fo 2>&$fe {nap}<&- &
   pid=$!
   printf '%s' "$pid" > "$d/$id.pid"
@@ -74,7 +96,7 @@ run() {
   ( read -t 0.2 -u "$nap"; kill "$po" "$pe" 2>/dev/null ) & w=$!
   wait "$po" "$pe" 2>/dev/null
   kill "$w" 2>/dev/null
-  printf '\001D %s %s\n' "$id" "$rc" >&2
+  ctl "D $id $rc"
 }
 out() {
   local id=$1 o="$d/$1.o" e="$d/$1.e" on=0 en=0 os es
@@ -82,11 +104,14 @@ out() {
   [[ -e $o ]] || : > "$o"; [[ -e $e ]] || : > "$e"
   os=0 es=0
   if [[ -s $o || -s $e ]]; then { read -r os; read -r es; } < <("${"$"}{T[stat]}" -c %s -- "$o" "$e"); fi
-  printf '\001O %s %s %s %s %s\n' "$id" "$os" "$es" "$((os + ${"$"}{on:-0}))" "$((es + ${"$"}{en:-0}))"
-  if (( os + es > 0 )); then "${"$"}{T[cat]}" -- "$o" "$e"; fi
-  "${"$"}{T[rm]}" -f -- "$o" "$e" "$o.n" "$e.n" "$d/$id.pid"
+  # header and output in one file, written out by one cat: an answer up to a pipe buffer (4 KiB) is one
+  # write, which noise another process writes into this stream cannot split
+  { printf '\001%s O %s %s %s %s %s\n' "$key" "$id" "$os" "$es" "$((os + ${"$"}{on:-0}))" "$((es + ${"$"}{en:-0}))"
+    if (( os + es > 0 )); then "${"$"}{T[cat]}" -- "$o" "$e"; fi; } > "$d/$id.a"
+  "${"$"}{T[cat]}" -- "$d/$id.a"
+  "${"$"}{T[rm]}" -f -- "$o" "$e" "$o.n" "$e.n" "$d/$id.pid" "$d/$id.a"
 }
-printf '\001R\n' >&2
+ctl R
 while IFS= read -r line; do
   case $line in
     X\ *) eval "set -- ${"$"}{line#X }"; run "$@" & ;;
@@ -144,6 +169,10 @@ export async function startExecutor(container: Docker.Container, nonce: string):
   let alive = true;
   let ready: ((ok: boolean) => void) | undefined;
   const readyPromise = new Promise<boolean>((resolve) => (ready = resolve));
+  // the per-session key: frames carry it, nothing a command prints can
+  const key = randomBytes(16).toString("hex");
+  const mark = `\x01${key} `;
+  const outMark = Buffer.from(`${mark}O `, "latin1");
   let errLine = "";
   let outBuf: Buffer = Buffer.alloc(0);
   let frame: { id: number; outLen: number; errLen: number; outTotal: number; errTotal: number } | null = null;
@@ -162,15 +191,26 @@ export async function startExecutor(container: Docker.Container, nonce: string):
     outBuf = outBuf.length ? Buffer.concat([outBuf, chunk]) : chunk;
     for (;;) {
       if (!frame) {
-        const nl = outBuf.indexOf(0x0a);
-        if (nl < 0) {
-          if (outBuf.length > MAX_CONTROL_LINE) die("the executor's output stream is corrupt");
+        // noise before an answer header is dropped (a partial header at the end is kept)
+        const at = outBuf.indexOf(outMark);
+        if (at < 0) {
+          outBuf = outBuf.subarray(Math.max(0, outBuf.length - (outMark.length - 1)));
           return;
         }
-        const m = /^\x01O (\d+) (\d+) (\d+) (\d+) (\d+)$/.exec(outBuf.subarray(0, nl).toString("latin1"));
-        if (!m) return die("the executor's output stream is corrupt");
+        outBuf = outBuf.subarray(at);
+        const nl = outBuf.indexOf(0x0a);
+        if (nl < 0) {
+          if (outBuf.length > MAX_CONTROL_LINE) outBuf = outBuf.subarray(1);
+          return;
+        }
+        const m = /^(\d+) (\d+) (\d+) (\d+) (\d+)$/.exec(outBuf.subarray(outMark.length, nl).toString("latin1"));
+        if (!m) {
+          outBuf = outBuf.subarray(1);
+          continue;
+        }
         frame = { id: Number(m[1]), outLen: Number(m[2]), errLen: Number(m[3]), outTotal: Number(m[4]), errTotal: Number(m[5]) };
-        // the helper answers only for commands it was asked about, with at most `cap` bytes per stream
+        // only the helper knows the key, and it answers only for commands it was asked about, with at most
+        // `cap` bytes per stream: anything else is a broken helper
         const owner = pending.get(frame.id);
         if (!owner || frame.outLen > owner.cap || frame.errLen > owner.cap) return die("the executor's output stream is corrupt");
         outBuf = outBuf.subarray(nl + 1);
@@ -187,6 +227,14 @@ export async function startExecutor(container: Docker.Container, nonce: string):
     }
   };
 
+  const onControl = (line: string) => {
+    if (line === "R") ready?.(true);
+    else if (line.startsWith("F ")) die(`executor cannot run: ${line.slice(2)}`);
+    else {
+      const m = /^D (\d+) (\d+)$/.exec(line);
+      if (m) pending.get(Number(m[1]))?.onDone(Number(m[2]));
+    }
+  };
   const onStderr = (chunk: Buffer) => {
     if (!alive) return;
     errLine += chunk.toString("latin1");
@@ -194,20 +242,21 @@ export async function startExecutor(container: Docker.Container, nonce: string):
     while ((nl = errLine.indexOf("\n")) >= 0) {
       const line = errLine.slice(0, nl);
       errLine = errLine.slice(nl + 1);
-      if (line === "\x01R") ready?.(true);
-      else if (line.startsWith("\x01F ")) die(`executor cannot run: ${line.slice(3)}`);
-      else {
-        const m = /^\x01D (\d+) (\d+)$/.exec(line);
-        if (m) pending.get(Number(m[1]))?.onDone(Number(m[2]));
-      }
+      // a frame is one write of the helper's, so noise can only come before it on its line
+      const at = line.lastIndexOf(mark);
+      if (at >= 0) onControl(line.slice(at + mark.length));
     }
-    if (errLine.length > MAX_CONTROL_LINE) die("the executor's control stream is corrupt");
+    if (errLine.length > MAX_CONTROL_LINE) {
+      const at = errLine.lastIndexOf(mark);
+      errLine = at >= 0 && errLine.length - at <= MAX_CONTROL_LINE ? errLine.slice(at) : errLine.slice(-(mark.length - 1));
+    }
   };
 
   stream.on("data", demuxer((which, data) => (which === "stdout" ? onStdout(data) : onStderr(data))));
   stream.once("end", () => die("the sandbox's executor exited"));
   stream.once("close", () => die("the sandbox's executor exited"));
   stream.once("error", (e) => die(`the sandbox's executor failed: ${e.message}`));
+  stream.write(`${key}\n`);
 
   const timer = setTimeout(() => die("the executor did not start in time"), START_TIMEOUT_MS);
   const ok = await readyPromise;

@@ -135,6 +135,28 @@ export interface Sandbox {
    * Removing it also removes the snapshot image. Absent when the backend cannot snapshot.
    */
   snapshot?(): Promise<Sandbox>;
+  /**
+   * What the engine says about `path` (its archive-stat), never through a program in the container: null when
+   * it does not exist. Parent links are followed by the engine; `link` is about the last component.
+   */
+  stat?(path: string): Promise<PathStat | null>;
+  /** The id of the image this sandbox runs (for caches keyed by image content). */
+  imageId?(): Promise<string>;
+  /** A fresh sandbox from this sandbox's image (none of its changes), no network: a baseline to compare against. */
+  pristine?(): Promise<Sandbox>;
+}
+
+/** The engine's archive-stat of one path (Docker and podman: `X-Docker-Container-Path-Stat`). */
+export interface PathStat {
+  size: number;
+  /** Permission bits (0o7777). */
+  perm: number;
+  mtime: string;
+  dir: boolean;
+  /** The last component is a symbolic link. */
+  link: boolean;
+  /** For a link: where it resolves to (absolute, resolved by the engine in the container). */
+  linkTarget?: string;
 }
 
 /** One entry of the container-changes API: kind 0 = modified, 1 = added, 2 = deleted. */

@@ -129,8 +129,10 @@ for (const mode of ["resident", "exec"] as const) {
 }
 
 // A hostile process in the container writes into the helper's own stdout/stderr (/proc/<helper>/fd/1, fd/2):
-// a line that never ends, or an answer announcing terabytes. Measured before the limits: the host kept
-// appending to one string (quadratic CPU, memory growing) and every later command "timed out" after 30 s.
+// a line that never ends, an answer announcing terabytes, forged control lines. Measured before the limits: the
+// host kept appending to one string (quadratic CPU, memory growing) and every later command "timed out" after
+// 30 s. Measured before the per-session key: a forged `\x01F` line (or a corrupt answer) ended the executor and
+// failed the command in flight as an infrastructure error, which eval retries (a free re-roll).
 describe("the resident executor under a hostile container", { skip: ENGINE_SKIP }, () => {
   const backend = dockerBackend({ docker, executor: "resident" });
   const helperPid = "for p in $(ls -d /proc/[0-9]* | sort -t/ -k3 -n); do if tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q tmax-executor; then echo ${p#/proc/}; break; fi; done";
@@ -139,7 +141,7 @@ describe("the resident executor under a hostile container", { skip: ENGINE_SKIP 
     ["a forged answer header on fd 1", `{ printf '\\001O 1 999999999999 0 999999999999 0\\n'; head -c 200000000 /dev/zero; } > /proc/$h/fd/1`],
     ["a forged exit code for the next command, then the helper killed", `printf '\\001D 3 0\\n' > /proc/$h/fd/2; kill -9 $h`],
   ] as const) {
-    test(`${name}: the executor is dropped, later commands run and answer at once`, async (t) => {
+    test(`${name}: later commands run and answer at once`, async (t) => {
       const sb = await backend.create({ image: BASE_IMAGE, labels: { [TMAX_JOB_LABEL]: JOB } });
       t.after(() => sb.remove());
       assert.equal((await sb.exec(["true"])).exitCode, 0);
@@ -153,4 +155,25 @@ describe("the resident executor under a hostile container", { skip: ENGINE_SKIP 
       assert.ok(Date.now() - t0 < 4000, `took ${Date.now() - t0} ms`);
     });
   }
+
+  test("forged control lines and answers written by the command itself are not frames: its own answer is exact, the executor lives on", async (t) => {
+    const sb = await backend.create({ image: BASE_IMAGE, labels: { [TMAX_JOB_LABEL]: JOB } });
+    t.after(() => sb.remove());
+    const h = (await sb.exec(["bash", "-c", helperPid])).stdout.trim();
+    assert.match(h, /^\d+$/);
+    // every form the old framing accepted, with and without a guessed key, on both streams of the helper
+    const forge = [
+      `printf '\\001F forged: cannot serve\\n' > /proc/${h}/fd/2`,
+      `printf '\\001D 2 0\\n\\001D 3 0\\n' > /proc/${h}/fd/2`,
+      `printf '\\001${"0".repeat(32)} F forged\\n' > /proc/${h}/fd/2`,
+      `printf '\\001O 2 3 0 3 0\\nabc' > /proc/${h}/fd/1`,
+      `printf 'noise without a newline' > /proc/${h}/fd/2`,
+      "echo real-out; echo real-err >&2; exit 7",
+    ].join("; ");
+    const r = await sb.exec(["bash", "-c", forge], { timeoutSec: 20 });
+    assert.deepEqual([r.stdout, r.stderr, r.exitCode, r.timedOut], ["real-out\n", "real-err\n", 7, false]);
+    const next = await sb.exec(["sh", "-c", "echo next; exit 3"], { timeoutSec: 20 });
+    assert.deepEqual([next.stdout, next.exitCode], ["next\n", 3]);
+    assert.equal((await sb.exec(["bash", "-c", helperPid])).stdout.trim(), h, "the same helper still serves (it was never dropped)");
+  });
 });

@@ -173,6 +173,19 @@ describe("hostile sandbox", { skip: ENGINE_SKIP }, () => {
     assert.match(readFileSync(path.join(trialDir, "sandbox", ".links.txt"), "utf8"), /artifacts\tthe downloaded path itself is a link: refused/);
   });
 
+  // the link check used to run `readlink -f` from the container's PATH: a fake readlink echoing its argument
+  // passed it, and the rootfs came down through the link (S18). The engine's path-stat cannot be faked from inside.
+  test("/logs/artifacts a link to / with a fake readlink in PATH: still refused", async () => {
+    const dataset = await makeTask("hostile-readlink", {
+      solve: `printf '#!/bin/sh\\nfor a; do last=$a; done; echo "$last"\\n' > /usr/local/bin/readlink && chmod +x /usr/local/bin/readlink\nrm -rf /logs/artifacts && ln -s / /logs/artifacts`,
+    });
+    const { result, trialDir } = await oracle(dataset);
+    assert.equal(result.exception_info, null, result.exception_info?.exception_message);
+    const entries = await walk(trialDir);
+    assert.ok(!entries.some((e) => e.rel.startsWith("sandbox/artifacts")), "nothing downloaded through the link");
+    assert.match(readFileSync(path.join(trialDir, "sandbox", ".links.txt"), "utf8"), /artifacts\tthe downloaded path itself is a link: refused/);
+  });
+
   test("a Dockerfile RUN cannot reach a 127.0.0.1 service on the host", async () => {
     const { server, port, hits } = await hostOnlyServer();
     try {

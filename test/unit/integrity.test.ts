@@ -4,7 +4,8 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
-import { classifyPath, tamperReport, tamperSummary } from "../../src/jobs/tamper.js";
+import { addFindings, classifyPath, dirClass, tamperReport, tamperSummary } from "../../src/jobs/tamper.js";
+import { testCommands, testImports } from "../../src/jobs/toolchain.js";
 import { chooseIsolation, clampUnit, hardeningEnv, parseRewardJson, parseRewardText } from "../../src/jobs/verifier.js";
 import type { Task } from "../../src/tasks/types.js";
 
@@ -96,6 +97,15 @@ test("tamper classes", () => {
     ["/app/solution.py", null],
     ["/app/test.py", null],
     ["/app/output.txt", null],
+    ["/app/_compression.py", "module-shadow"], // private stdlib module gzip/bz2/lzma import
+    ["/app/_collections_abc.py", "module-shadow"],
+    ["/usr/lib/python3/dist-packages/_pytest", "test-runner"], // the package dir entry itself (replaced by a link)
+    ["/etc/hosts", "network-config"],
+    ["/etc/resolv.conf", "network-config"],
+    ["/etc/ssl/certs/ca-certificates.crt", "network-config"],
+    ["/usr/local/share/ca-certificates/evil.crt", "network-config"],
+    ["/etc/hostname", null],
+    ["/usr/local/lib/python3.11/dist-packages/certifi/cacert.pem", null], // a pip install of requests: not the system trust store
   ];
   for (const [p, cls] of cases) assert.equal(classifyPath(p, "/app"), cls, p);
 });
@@ -149,4 +159,49 @@ test("isolation: flag, then task.toml, then the backend default", async () => {
   assert.equal(chooseIsolation(plain, "local"), "shared");
   assert.equal(chooseIsolation(shared, "docker"), "shared");
   assert.equal(chooseIsolation(shared, "docker", "kill"), "kill");
+});
+
+test("a replaced dir takes the class of what it holds or stands in", () => {
+  const cases: Array<[string, string | null]> = [
+    ["/usr/local/bin", "path-dir"],
+    ["/usr/bin", "path-dir"],
+    ["/usr", "path-dir"],
+    ["/usr/local", "path-dir"],
+    ["/opt/venv/bin", "interpreter"],
+    ["/usr/lib/python3/dist-packages", "site-hook"],
+    ["/usr/local/lib/python3.11/dist-packages", "site-hook"],
+    ["/usr/lib/python3.11", "interpreter"],
+    ["/usr/lib/x86_64-linux-gnu", "loader"],
+    ["/etc", "loader"],
+    ["/etc/ssl", "network-config"],
+    ["/tests", "tests"],
+    ["/logs", "verifier-logs"],
+    ["/opt/data", null],
+    ["/app", null],
+  ];
+  for (const [p, cls] of cases) assert.equal(dirClass(p), cls, p);
+});
+
+test("later findings join the report once per path and class; a flag follows", () => {
+  const report = tamperReport([{ path: "/app/shlex.py", kind: 1 }], { mode: "flag", workdir: "/app" });
+  addFindings(report, [
+    { path: "/app/shlex.py", change: "added", class: "module-shadow" },
+    { path: "/usr/lib/python311.zip", change: "added", class: "toolchain" },
+    { path: "/usr/lib/python311.zip", change: "added", class: "toolchain" },
+  ]);
+  assert.deepEqual([report.flagged, report.n_findings, report.classes], [true, 2, { "module-shadow": 1, toolchain: 1 }]);
+  const clean = tamperReport([], { mode: "strict" });
+  addFindings(clean, []);
+  assert.equal(clean.flagged, false);
+});
+
+test("the commands test.sh runs and the modules its tests import", async () => {
+  const task = await fakeTask(
+    "cmds",
+    "#!/bin/bash\n# comment: rm -rf /\nset -e\napt-get update && apt-get install -y curl\ncurl -LsSf https://x/install.sh | sh\nsource $HOME/.local/bin/env\nif [ -f x ]; then uvx -p 3.13 pytest /tests; fi\nFOO=1 python3 -m pytest /tests -rA\necho $(date) > /logs/x\n",
+    {},
+    { "test_a.py": "import os, gzip\nfrom more_itertools import one\nfrom . import helpers\nimport helpers\nfrom numpy.linalg import norm\n", "helpers.py": "import json\n" },
+  );
+  assert.deepEqual(testCommands(task.testsDir).sort(), ["apt-get", "curl", "date", "python3", "sh", "uvx"]);
+  assert.deepEqual(testImports(task.testsDir), ["gzip", "json", "more_itertools", "numpy", "os"]);
 });
