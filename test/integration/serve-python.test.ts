@@ -4,7 +4,7 @@
 // site-packages with websockets 13+ put in front of Debian's pytest). Skipped visibly when none is found.
 // Also: the open-instruct adapter's observations are byte for byte `tmax run`'s with the same scripted model.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -45,20 +45,25 @@ const found = interpreters();
 const PY_SKIP = found.length === 0 ? "skipped: no python3 with pytest and websockets (apt install python3-pytest python3-websockets)" : false;
 if (PY_SKIP) console.log(`# ${PY_SKIP}`);
 
-function pytest(i: Interpreter, args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(i.python, ["-m", "pytest", "-q", "-p", "no:cacheprovider", ...args], {
-    cwd: PY_DIR,
-    encoding: "utf8",
-    timeout: 3_600_000,
-    env: { ...process.env, ...(i.pythonPath ? { PYTHONPATH: i.pythonPath } : {}), ...env },
+/** A child process, without blocking this process's event loop (servers the child talks to may live here). */
+function run(cmd: string, args: string[], opts: { cwd: string; env?: Record<string, string> }): Promise<{ status: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    child.on("close", (status) => resolve({ status, out }));
   });
-  return { status: r.status, out: `${r.stdout}\n${r.stderr}` };
+}
+
+function pytest(i: Interpreter, args: string[], env: Record<string, string> = {}) {
+  return run(i.python, ["-m", "pytest", "-q", "-p", "no:cacheprovider", ...args], { cwd: PY_DIR, env: { ...(i.pythonPath ? { PYTHONPATH: i.pythonPath } : {}), ...env } });
 }
 
 describe("Python client against tmax serve", { skip: ENGINE_SKIP || PY_SKIP }, () => {
   for (const i of found) {
-    test(`pytest clients/python/tests with ${i.label}`, () => {
-      const r = pytest(i, ["tests"]);
+    test(`pytest clients/python/tests with ${i.label}`, async () => {
+      const r = await pytest(i, ["tests"]);
       assert.equal(r.status, 0, r.out.slice(-6000));
       assert.match(r.out, /passed/);
     });
@@ -78,13 +83,13 @@ describe("Python client against tmax serve", { skip: ENGINE_SKIP || PY_SKIP }, (
     const serve = await startTestServe({ dataset: EXAMPLES });
     try {
       const out = path.join(tmp, "run");
-      const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), "run", "--task", path.join(EXAMPLES, "hello-file"), "--base-url", vllm.baseUrl, "--out", out], { cwd: ROOT, encoding: "utf8", timeout: 300_000 });
-      assert.equal(run.status, 0, run.stdout + run.stderr);
+      const tmaxRun = await run(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), "run", "--task", path.join(EXAMPLES, "hello-file"), "--base-url", vllm.baseUrl, "--out", out], { cwd: ROOT });
+      assert.equal(tmaxRun.status, 0, tmaxRun.out);
       const trial = readdirSync(out).find((d) => d.startsWith("hello-file__"))!;
       const trajectory = JSON.parse(readFileSync(path.join(out, trial, "agent", "tmax-trajectory.json"), "utf8"));
       const expected = path.join(tmp, "expected.json");
       writeFileSync(expected, JSON.stringify({ observations: trajectory.messages.filter((m: any) => m.role === "tool").map((m: any) => m.content), prompt: trajectory.messages[1].content }));
-      const r = pytest(found[0]!, ["tests/identity_check.py"], { TMAX_SERVE_URL: serve.url, FAKE_VLLM_URL: vllm.baseUrl, EXPECTED_JSON: expected });
+      const r = await pytest(found[0]!, ["tests/identity_check.py"], { TMAX_SERVE_URL: serve.url, FAKE_VLLM_URL: vllm.baseUrl, EXPECTED_JSON: expected });
       assert.equal(r.status, 0, r.out.slice(-6000));
       assert.match(r.out, /1 passed/);
     } finally {

@@ -22,12 +22,23 @@ const tmp = await mkdtemp(path.join(os.tmpdir(), "tmax-serve-it-"));
 after(() => rm(tmp, { recursive: true, force: true }));
 const HELLO = path.join(EXAMPLES, "hello-file");
 
-/** `tmax run` as a user runs it; returns its trajectory. */
-function tmaxRun(args: string[], out: string): any {
-  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), "run", "--task", HELLO, "--out", out, ...args], { cwd: ROOT, encoding: "utf8", timeout: 300_000 });
-  assert.equal(r.status, 0, r.stdout + r.stderr);
+/** `tmax run` as a user runs it (a child process: the model stand-in answers from this one); returns its trajectory. */
+async function tmaxRun(args: string[], out: string): Promise<any> {
+  const r = await run(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), "run", "--task", HELLO, "--out", out, ...args]);
+  assert.equal(r.status, 0, r.out);
   const trial = readdirSync(out).find((d) => d.startsWith("hello-file__"))!;
   return JSON.parse(readFileSync(path.join(out, trial, "agent", "tmax-trajectory.json"), "utf8"));
+}
+
+/** Runs a command without blocking this process's event loop (the servers it talks to live here). */
+function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    child.on("close", (status) => resolve({ status, out }));
+  });
 }
 
 /** Tool-call ids are the model server's random choice: equal up to renaming. */
@@ -54,7 +65,7 @@ describe("tmax serve: harness sessions are tmax run", { skip: ENGINE_SKIP }, () 
     const vllm = await startFakeVllm({ reply: (ctx) => script[ctx.turn] ?? { text: "done" } });
     const serve = await startTestServe({ dataset: EXAMPLES });
     try {
-      const reference = tmaxRun(["--base-url", vllm.baseUrl, "--profile", "eval"], path.join(tmp, "run-eval"));
+      const reference = await tmaxRun(["--base-url", vllm.baseUrl, "--profile", "eval"], path.join(tmp, "run-eval"));
       assert.equal(reference.exitStatus, "submitted");
 
       const s = await WsSession.open(serve.wsUrl);
@@ -92,12 +103,12 @@ describe("tmax serve: harness sessions are tmax run", { skip: ENGINE_SKIP }, () 
       { text: `ok</think>\n\n${call("printf 'Hello, tmax!\\n' > /app/hello.txt")}` },
       { text: `done</think>\n\n${call(`echo ${SUBMIT_MARKER}`)}` },
     ];
-    const turnOf = (promptText: string) => promptText.split("<|im_start|>assistant").length - 2;
+    const turnOf = (promptText: string) => promptText.split("</think>").length - 1; // each turn closes its thinking once
     const vllm = await startTokenVllm({ complete: (ctx) => script[turnOf(ctx.promptText)] ?? { text: "nothing" } });
     const tokens = createTokenClient({ baseUrl: vllm.baseUrl, model: "tmax-9b", timeoutMs: 30_000, maxRetries: 0 });
     const serve = await startTestServe({ dataset: EXAMPLES, tokens });
     try {
-      const reference = tmaxRun(["--base-url", vllm.baseUrl, "--profile", "train"], path.join(tmp, "run-train"));
+      const reference = await tmaxRun(["--base-url", vllm.baseUrl, "--profile", "train"], path.join(tmp, "run-train"));
       assert.equal(reference.exitStatus, "submitted");
       const referenceCalls = vllm.completions.splice(0);
 
@@ -134,7 +145,7 @@ describe("tmax serve: harness sessions are tmax run", { skip: ENGINE_SKIP }, () 
       const referenceObservations = reference.messages.filter((m: any) => m.role === "tool").map((m: any) => m.content);
       assert.deepEqual(observations, referenceObservations);
       assert.equal(last.data.observation.exit_status, "submitted");
-      assert.equal(last.data.reward, 1);
+      assert.equal(last.data.reward, 1, JSON.stringify({ ...last.data.observation, messages: undefined, wrapper_ids: undefined }));
     } finally {
       await serve.close();
       await vllm.close();
