@@ -157,6 +157,8 @@ addSandboxOptions(
   process.exitCode = await rolloutCommand(o);
 });
 
+(await import("./serve.js")).serveCommandOptions(program.command("serve").description("serve a dataset's tasks as an RL environment on OpenEnv's protocol (WebSocket /ws, HTTP); see docs/serve.md")).action(async (o) => { process.exitCode = await (await import("./serve.js")).serveCommand(o); });
+
 const rl = program.command("rl").description("work with rollout records");
 rl.command("analyze <dir>")
   .description("DPPO statistics per step (masked fractions by advantage sign, mean |π−μ|, ratio, loss) from rollouts + trainer logprobs")

@@ -325,7 +325,7 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
   return result;
 }
 
-function sandboxSpec(task: Task, input: TrialInput, mult: number): SandboxSpec {
+export function sandboxSpec(task: Task, input: TrialInput, mult: number): SandboxSpec {
   if (task.config.networkMode === "allowlist" && (!input.network || input.network === "task")) {
     throw new TrialPhaseError(
       "EnvironmentError",
@@ -470,7 +470,7 @@ async function recordEpisode(trajectory: Trajectory, trialDir: string, result: T
   }
 }
 
-async function tamperOf(sandbox: Sandbox, mode: IntegrityMode): Promise<{ tamper: TamperReport; changes?: FileChange[] }> {
+export async function tamperOf(sandbox: Sandbox, mode: IntegrityMode): Promise<{ tamper: TamperReport; changes?: FileChange[] }> {
   const empty = tamperReport([], { mode, workdir: sandbox.workdir });
   if (!sandbox.changes) return { tamper: { ...empty, error: `the ${sandbox.backend} backend has no container-changes API` } };
   try {

@@ -280,7 +280,7 @@ export const MAX_TURN_TEXT_CHARS = 4 * 1024 * 1024;
 export const MAX_RESPONSE_BODY_BYTES = 64 * 1024 * 1024;
 
 /** Turns one chat completion into the agent's view of a model turn. */
-function turnFromResponse(response: VllmCompletion, latencyMs: number, retries: number): ModelTurn {
+export function turnFromResponse(response: VllmCompletion, latencyMs: number, retries: number): ModelTurn {
   const choice = response.choices?.[0] as VllmChoice | undefined;
   if (!choice?.message) throw new ModelError("model server answered without a choice", "bad_response");
   const message = choice.message as VllmMessage;
