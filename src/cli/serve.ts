@@ -1,26 +1,11 @@
 // `tmax serve`: the tasks of a dataset as an RL environment on OpenEnv's wire protocol (src/serve/).
 // Only the options are loaded with the CLI; the server and its dependencies load when the command runs.
 import { Option, type Command } from "commander";
-import { addAgentOptions, addModelOptions, addSandboxOptions, toInt, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
+import { addAgentOptions, addModelOptions, addSandboxOptions, toInt } from "./options.js";
+import type { ServeCliOptions } from "./serveStart.js";
 
-export interface ServeCliOptions extends ModelCliOptions, AgentCliOptions, SandboxCliOptions {
-  dataset: string;
-  registry?: string;
-  host: string;
-  port: number;
-  token?: string;
-  maxSessions: number;
-  idleTimeout: number;
-  actionSet: "tb2" | "harness";
-  jobDir?: string;
-  timeoutMultiplier: number;
-  agentTimeoutMultiplier?: number;
-  verifierTimeoutMultiplier?: number;
-  buildTimeoutMultiplier?: number;
-  agentTimeout?: "task" | "none";
-  cpus?: number;
-  memoryMb?: number;
-}
+export type { ServeCliOptions };
+
 
 /** The command's options (registered by main.ts). */
 export function serveCommandOptions(cmd: Command): Command {
@@ -50,6 +35,6 @@ export function serveCommandOptions(cmd: Command): Command {
 }
 
 export async function serveCommand(o: ServeCliOptions): Promise<number> {
-  const { serve } = await import("../serve/start.js");
+  const { serve } = await import("./serveStart.js");
   return serve(o);
 }

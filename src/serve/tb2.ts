@@ -3,6 +3,7 @@
 // fields, so code written for tbench2_env runs against tmax. Commands run in tmax's persistent shell (cwd and
 // exports carry over; stdout and stderr in one stream, in order); `evaluate` is the trial's tamper report and
 // verifier (tests copied in only then), after which the sandbox is gone: the episode is over.
+import { maxOutputBytesOf } from "../agent/observation.js";
 import path from "node:path";
 import { z } from "zod";
 import { DEFAULT_LIMITS } from "../agent/loop.js";
@@ -78,7 +79,7 @@ export class Tb2Episode {
     const sandbox = await createTaskSandbox(env, task, trialDir, signal);
     try {
       const limits = { ...DEFAULT_LIMITS, ...env.settings.agentLimits };
-      const shell = await openShell(sandbox, { timeoutSec: limits.commandTimeoutSec, maxOutputBytes: limits.maxOutputBytes, mergeStderr: true });
+      const shell = await openShell(sandbox, { timeoutSec: limits.commandTimeoutSec, maxOutputBytes: limits.maxOutputBytes ?? maxOutputBytesOf("eval"), mergeStderr: true });
       const episode = new Tb2Episode(env, task, trialDir, sandbox, shell, params.episode_id ?? episodeId);
       // tbench2_env's reset observation: reward 0.0, not done, no session yet
       return { episode, payload: { observation: episode.observation("reset", { output: "", session_id: null }), reward: 0, done: false } };

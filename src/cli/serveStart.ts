@@ -1,21 +1,39 @@
-// `tmax serve` once its options are parsed: dataset, engine and model checks, the job dir, the server, and a
-// shutdown that removes every session's sandbox on SIGINT/SIGTERM.
+// `tmax serve` once its options are parsed (loaded only when the command runs): dataset, engine and model checks,
+// the job dir, the server, and a shutdown that removes every session's sandbox on SIGINT/SIGTERM.
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import type { ServeCliOptions } from "../cli/serve.js";
-import { resolveDatasetArg } from "../cli/datasets.js";
-import { modelConfig, tokenClientConfig, trialSettings } from "../cli/options.js";
-import { preflightEngine } from "../cli/preflight.js";
-import { bold, dim, yellow } from "../cli/render.js";
+import { resolveDatasetArg } from "./datasets.js";
+import { modelConfig, tokenClientConfig, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
+import { preflightEngine } from "./preflight.js";
+import { bold, dim, yellow } from "./render.js";
 import { ensureJobId } from "../jobs/identity.js";
 import { requireTokenSupport } from "../model/preflight.js";
 import { createTokenClient } from "../model/tokens.js";
 import { createBackend, removeAllTracked } from "../sandbox/index.js";
 import { loadDataset } from "../tasks/load.js";
 import { stripControl } from "../util/terminal.js";
-import { checkTokenPolicy } from "./auth.js";
-import type { ServeEnv } from "./env.js";
-import { startServer } from "./server.js";
+import { checkTokenPolicy } from "../serve/auth.js";
+import type { ServeEnv } from "../serve/env.js";
+import { startServer } from "../serve/server.js";
+
+export interface ServeCliOptions extends ModelCliOptions, AgentCliOptions, SandboxCliOptions {
+  dataset: string;
+  registry?: string;
+  host: string;
+  port: number;
+  token?: string;
+  maxSessions: number;
+  idleTimeout: number;
+  actionSet: "tb2" | "harness";
+  jobDir?: string;
+  timeoutMultiplier: number;
+  agentTimeoutMultiplier?: number;
+  verifierTimeoutMultiplier?: number;
+  buildTimeoutMultiplier?: number;
+  agentTimeout?: "task" | "none";
+  cpus?: number;
+  memoryMb?: number;
+}
 
 export async function serve(o: ServeCliOptions): Promise<number> {
   const token = o.token ?? process.env.TMAX_SERVE_TOKEN;
