@@ -244,6 +244,11 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
             integrity,
             onTamper: (x) => (tamper = x),
             signal,
+            // the step's verifier logs land in its dir; its files leave the container before the next step
+            collect: async (where) => {
+              await collectLogs(where, dir, { remotes: ["/logs/verifier"] }).catch(() => undefined);
+            },
+            clearAfter: true,
           });
           const reward = settleReward(outcome.rewards, tamper, integrity);
           const refused = refusedBy(tamper, integrity);

@@ -104,6 +104,8 @@ export interface VerifyInput {
   signal?: AbortSignal;
   /** Called with the sandbox the verifier ran in, after it ran (also on failure), before a snapshot is removed. */
   collect?: (where: Sandbox) => Promise<void>;
+  /** After collect, remove /tests and the verifier's logs from the agent's container (a next step's agent must not see them, nor its scan count them). */
+  clearAfter?: boolean;
 }
 
 /**
@@ -230,6 +232,7 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
   } finally {
     if (tamper && notes.length && !tamper.note) tamper.note = notes.join("; ");
     if (ran) await withDeadline(input.collect?.(target) ?? Promise.resolve(), 360_000, "downloading /logs/verifier").catch(() => {});
+    if (ran && input.clearAfter && target === input.sandbox) await harnessExec(target, `${RM} -rf /tests && ${RM} -rf /logs/verifier && ${MKDIR} -p /logs/verifier`, 60, true).catch(() => {});
     await withDeadline(snapshot?.remove() ?? Promise.resolve(), 120_000, "removing the verifier's snapshot").catch(() => {});
   }
 }

@@ -96,10 +96,9 @@ exec {go}<> <(:)
 ) &
 tpid=$!
 
-# the sampler: a job of this session; it stops when told on its pipe (a stop from elsewhere shows in the order of lines)
-exec {ctl}<> <(:)
+# the sampler: a job of this session; it stops when $d/stop appears (a stop from elsewhere shows in the order of lines)
 (
-  exec {nap}<&- {go}<&-
+  exec {go}<&-
   s=0 sseq=0 hits=0 killed=
   declare -A told
   note() { local k="$1 $2"; [[ -n ${"$"}{told[$k]} ]] && return; told[$k]=1; (( hits++ < 40 )) || return; sseq=$((sseq + 1)); printf '\002S%d %s\n' "$sseq" "$*"; }
@@ -130,8 +129,9 @@ exec {ctl}<> <(:)
     done
     if (( limit > 0 && SECONDS >= limit )) && [[ -z $killed ]]; then killed=1; sseq=$((sseq + 1)); printf '\002S%d TIMEOUT\n' "$sseq"; kill -TERM -- "-$tpid" 2>/dev/null; fi
     if [[ -n $killed ]] && (( SECONDS >= limit + 10 )); then kill -KILL -- "-$tpid" 2>/dev/null; fi
-    # one byte: a read that times out after part of a line loses that part
-    read -r -N 1 -t "$tick" -u "$ctl" _ && break
+    [[ -e $d/stop ]] && break
+    # nothing writes to this pipe: a sleep with builtins only
+    read -r -t "$tick" -u "$nap" _
   done
   sseq=$((sseq + 1)); printf '\002S%d END %d\n' "$sseq" "$s"
 ) &
@@ -170,11 +170,15 @@ for f in "${"$"}{files[@]}"; do
   elif [[ $f -nt $d/start ]]; then say FORGED tests-changed "${"$"}{f//[^[:graph:]]/?} modified while the tests ran"; fi
 done
 say STOP
-printf 's' >&$ctl
+: > "$d/stop"
 # bounded: a sampler that does not end (stopped by someone) is reported by its missing END; generous, since a
 # loaded host (or a busy agent process) slows its walk of /proc
 for ((i = 0; i < 3000; i++)); do fields "$spid" || break; [[ ${"$"}{F[0]} == Z ]] && break; read -r -t 0.02 -u "$nap" _; done
-kill -KILL "$spid" 2>/dev/null
+if fields "$spid" && [[ ${"$"}{F[0]} != Z ]]; then
+  w=; read -r w < "/proc/$spid/wchan" 2>/dev/null
+  say FORGED monitor "the sampler did not stop (state ${"$"}{F[0]} ${"$"}{w//[^[:graph:]]/?})"
+  kill -KILL "$spid" 2>/dev/null
+fi
 wait "$spid"
 /bin/rm -rf -- "$d"
 say END
