@@ -29,13 +29,16 @@ const FAKE_PYTHON = (reward: string) => `#!/bin/sh\nmkdir -p /logs/verifier; ech
 
 // S2: the engine's scan reads every dir of the container's layer; a dir whose atime is old gets a new one
 const SCAN_RACE = `mkdir -p /var/tmp/.probe/sub && : > /var/tmp/.probe/sub/f && touch -a -d 2001-01-01 /var/tmp/.probe /var/tmp/.probe/sub
-cat > /tmp/.race <<'EOF'
-a0=$(stat -c %X /var/tmp/.probe/sub)
-while [ "$(stat -c %X /var/tmp/.probe/sub)" = "$a0" ]; do sleep 0.002; done
-printf '${FAKE_PYTHON("1").replace(/\n/g, "\\n")}' > /usr/local/bin/python3
-chmod +x /usr/local/bin/python3
+cat > /tmp/.race.py <<'EOF'
+import os
+a0 = os.stat("/var/tmp/.probe/sub").st_atime_ns
+while os.stat("/var/tmp/.probe/sub").st_atime_ns == a0:
+    pass
+with open("/usr/local/bin/python3", "w") as f:
+    f.write(${JSON.stringify(FAKE_PYTHON("1"))})
+os.chmod("/usr/local/bin/python3", 0o755)
 EOF
-setsid nohup bash /tmp/.race > /dev/null 2>&1 < /dev/null &
+setsid nohup python3 /tmp/.race.py > /dev/null 2>&1 < /dev/null &
 sleep 0.5
 `;
 
