@@ -196,8 +196,9 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
     const base = path.basename(task.testsDir);
     ran = true;
     let exitCode: number;
-    if (integrity === "off") {
-      // Harbor's plain run: fresh /logs/verifier and /tests, the tests moved into place, test.sh
+    if (integrity === "off" || target.backend === "local") {
+      // Harbor's plain run: fresh /logs/verifier and /tests, the tests moved into place, test.sh (also on the
+      // local backend: its processes are this host's, there is nothing to watch them against)
       const prep = await harnessExec(target, `${RM} -rf /tests /logs/verifier ${staging} && ${MKDIR} -p /logs/verifier`, 60, isolation === "shared");
       if (prep.exitCode !== 0) throw new VerifierError("VerifierError", `could not prepare /tests and /logs/verifier: ${prep.stderr.trim().split("\n")[0]}`);
       await target.upload(task.testsDir, staging);

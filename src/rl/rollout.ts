@@ -108,7 +108,7 @@ interface Sample {
  * the user's flag, else the task's `tmax_isolation`, else Harbor's semantics (shared) for a task whose cached
  * isolation check says its oracle scores less under the strong default; undefined = the strong default.
  */
-function isolationFor(opts: RolloutOptions, task: Task): VerifierIsolation | undefined {
+export function isolationFor(opts: Pick<RolloutOptions, "verifierIsolation" | "backend">, task: Task): VerifierIsolation | undefined {
   if (opts.verifierIsolation) return opts.verifierIsolation;
   const fromTask = taskIsolation(task);
   if (fromTask) return fromTask;

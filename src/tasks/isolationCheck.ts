@@ -23,6 +23,8 @@ export interface IsolationCheck {
   errors: Partial<Record<VerifierIsolation, string>>;
   /** The honest outcome is not the same in every mode. */
   differs: boolean;
+  /** Modes where the oracle's reward was refused as forged (a test.sh that rewrites its own files, …): reported too. */
+  refused: VerifierIsolation[];
   checked_at: string;
 }
 
@@ -59,6 +61,8 @@ export interface IsolationCheckOptions {
   concurrency?: number;
   /** One line per task whose outcome differs, as it is known. */
   onLine?: (line: string) => void;
+  /** Where the oracle jobs run (removed after); default a temp dir. */
+  workDir?: string;
 }
 
 /** Runs the oracle of every task of `datasetDir` under each isolation, caches and returns the checks. */
@@ -66,9 +70,9 @@ export async function checkIsolation(datasetDir: string, opts: IsolationCheckOpt
   const { runJob } = await import("../jobs/runner.js");
   const { loadDataset } = await import("./load.js");
   const { tasks } = await loadDataset(datasetDir);
-  const work = await mkdtemp(path.join(os.tmpdir(), "tmax-isolation-check-"));
+  const work = await mkdtemp(path.join(opts.workDir ?? os.tmpdir(), "tmax-isolation-check-"));
   const byTask = new Map<string, IsolationCheck>(
-    tasks.map((t) => [t.name, { task: t.name, checksum: t.checksum, rewards: {}, errors: {}, differs: false, checked_at: "" }]),
+    tasks.map((t) => [t.name, { task: t.name, checksum: t.checksum, rewards: {}, errors: {}, differs: false, refused: [], checked_at: "" }]),
   );
   const modes = opts.backend === "local" ? (["shared"] as VerifierIsolation[]) : MODES;
   try {
@@ -95,7 +99,10 @@ export async function checkIsolation(datasetDir: string, opts: IsolationCheckOpt
         const failed = r.exception_info && !r.verifier_result;
         check.rewards[mode] = failed ? null : r.reward;
         if (r.exception_info) check.errors[mode] = r.exception_info.exception_message;
-        if (r.tamper?.forged) check.errors[mode] = `refused: ${(r.tamper.signals ?? []).map((s) => s.signal).join(", ")}`;
+        if (r.tamper?.forged) {
+          check.refused.push(mode);
+          check.errors[mode] = `refused: ${[...new Set((r.tamper.signals ?? []).filter((s) => s.severity === "refuse").map((s) => s.signal))].join(", ")}`;
+        }
       }
     }
   } finally {
@@ -107,7 +114,7 @@ export async function checkIsolation(datasetDir: string, opts: IsolationCheckOpt
     check.differs = values.some((v) => v !== values[0]);
     check.checked_at = new Date().toISOString();
     await writeJsonAtomic(cacheFile(check.checksum), check);
-    if (check.differs) opts.onLine?.(formatIsolationCheck(check));
+    if (check.differs || check.refused.length) opts.onLine?.(formatIsolationCheck(check));
     out.push(check);
   }
   return out;
@@ -119,5 +126,6 @@ export function formatIsolationCheck(c: IsolationCheck): string {
   const shared = c.rewards.shared;
   const worse = MODES.filter((m) => m !== "shared" && typeof shared === "number" && (c.rewards[m] ?? -1) < shared);
   const advice = worse.length ? `: rollout gives it Harbor's semantics (shared) instead of ${worse.join("/")}` : "";
-  return `${c.task}: oracle scores ${scores.join(", ")}${advice}`;
+  const refused = c.refused?.length ? `; the oracle's reward was refused under ${c.refused.map((m) => `${m} (${c.errors[m]})`).join(", ")}` : "";
+  return `${c.task}: oracle scores ${scores.join(", ")}${advice}${refused}`;
 }
