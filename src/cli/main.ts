@@ -240,7 +240,16 @@ const tasks = program.command("tasks").description("inspect task directories");
 tasks
   .command("check <dir>")
   .description("validate a task or a dataset: every problem with its file and field")
-  .action(async (dir: string) => {
+  .option("--isolation", "also run each task's oracle under every verifier isolation (shared, snapshot, kill) and report, one line each, the tasks whose honest outcome differs (cached; rollout then gives them Harbor's semantics)", false)
+  .action(async (dir: string, o: { isolation?: boolean }) => {
+    if (o.isolation) {
+      const { checkIsolation } = await import("../tasks/isolationCheck.js");
+      const checks = await checkIsolation(path.resolve(dir), { onLine: (line) => console.log(stripControl(line)) });
+      const differ = checks.filter((c) => c.differs).length;
+      console.log(`${checks.length} task(s) checked: ${differ ? `${differ} whose honest outcome depends on the verifier isolation` : "the same honest outcome in every isolation"}`);
+      process.exitCode = 0;
+      return;
+    }
     const { checkDataset, formatProblems } = await import("../tasks/check.js");
     const problems = await checkDataset(path.resolve(dir));
     const errors = problems.filter((p) => p.severity === "error");

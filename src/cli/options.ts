@@ -89,8 +89,8 @@ export function addSandboxOptions(cmd: Command): Command {
     .option("--force-build", "build the task's Dockerfile even when it names a prebuilt docker_image", false)
     .addOption(new Option("--prefer-prebuilt", "(default now; kept for old scripts)").hideHelp())
     .option("--pass-env <NAME>", "let ${NAME} templates in task.toml env / [verifier.env] / [solution.env] expand to this host variable (repeatable; tmax's own keys never)", (v: string, prev: string[] = []) => [...prev, v])
-    .addOption(new Option("--integrity <mode>", "tamper report after the agent phase: strict (flagged → reward 0; rollout default), flag (recorded; eval default), off").choices(["strict", "flag", "off"]))
-    .addOption(new Option("--verifier-isolation <mode>", "where the verifier runs: snapshot (fresh container from a commit, agent services reachable; docker default), kill (agent processes killed), shared (as Harbor)").choices(["snapshot", "kill", "shared"]))
+    .addOption(new Option("--integrity <mode>", "tamper report and forged-reward watch: strict (flagged → reward 0; rollout default), flag (flagged recorded, reward kept; eval default), off (neither; a forged reward is refused in strict and flag)").choices(["strict", "flag", "off"]))
+    .addOption(new Option("--verifier-isolation <mode>", "where the verifier runs: shared (the agent's container, its processes alive, as Harbor; eval/run default), snapshot (fresh container from a frozen commit, agent services reachable on localhost; rollout default on docker), kill (agent processes killed)").choices(["snapshot", "kill", "shared"]))
     .option("--no-verifier-hardening", "do not confine pytest to /tests nor disable the Python user site in TB-style test.sh");
 }
 

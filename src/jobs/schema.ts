@@ -123,6 +123,8 @@ export const TrialResult = z.object({
         exception_info: ExceptionInfo.nullable(),
         started_at: z.string(),
         finished_at: z.string(),
+        /** tmax extra: the step verifier's tamper report (the same verify path as a single-step trial). */
+        tamper: TamperReport.optional(),
       }),
     )
     .optional(),

@@ -9,7 +9,9 @@ import { aggregateStepRewards, meetsMinReward } from "../tasks/steps.js";
 import type { Task, TaskStep } from "../tasks/types.js";
 import { rewardOf } from "./reward.js";
 import type { TrialResult } from "./schema.js";
+import type { TamperReport } from "./tamper.js";
 import { exceptionInfo } from "./trialError.js";
+import { clampUnit } from "./verifier.js";
 
 type StepResult = NonNullable<TrialResult["step_results"]>[number];
 
@@ -23,7 +25,18 @@ export interface StepInput {
 
 export interface StepPhases<I extends StepInput = StepInput> {
   runAgent(input: I, sandbox: Sandbox, result: TrialResult, mult: number): Promise<void>;
-  verify(task: Task, sandbox: Sandbox, trialDir: string, mult: number, signal?: AbortSignal, passEnv?: string[]): Promise<{ rewards: Record<string, number> }>;
+  /**
+   * The step's verifier: its raw rewards, the reward it scores (clamped; 0 when forged or flagged under
+   * strict) and its tamper report. A failure may carry the report as `tamper` on the error.
+   */
+  verify(
+    task: Task,
+    sandbox: Sandbox,
+    trialDir: string,
+    mult: number,
+    signal?: AbortSignal,
+    passEnv?: string[],
+  ): Promise<{ rewards: Record<string, number>; reward: number; scored: Record<string, number>; tamper?: TamperReport }>;
   fail(e: unknown): void;
 }
 
@@ -43,6 +56,8 @@ export async function runSteps<I extends StepInput>(input: I, sandbox: Sandbox, 
   const task = input.task;
   const steps: StepResult[] = [];
   result.step_results = steps;
+  /** Per step, the rewards it scores: clamped to [0, 1], all 0 when its verifier refused or zeroed them. */
+  const scored: (Record<string, number> | null)[] = [];
   const agentStarted = new Date().toISOString();
   const totals = { n_input_tokens: 0, n_output_tokens: 0, n_steps: 0 };
   for (const step of task.steps!) {
@@ -66,24 +81,48 @@ export async function runSteps<I extends StepInput>(input: I, sandbox: Sandbox, 
       totals.n_output_tokens += view.agent_result.n_output_tokens ?? 0;
       totals.n_steps += view.agent_result.n_steps;
     }
+    let rewards: Record<string, number> | null = null;
     try {
-      // a step's verifier output never leaks into the next step's reward
-      await sandbox.exec(["bash", "-c", "rm -rf /logs/verifier && mkdir -p /logs/verifier"], { timeoutSec: 30 });
-      entry.verifier_result = await phases.verify(t, sandbox, stepDir, mult, input.signal, input.passEnv);
-      entry.reward = rewardOf(entry.verifier_result.rewards);
+      // a step's verifier output never leaks into the next step's reward (the verifier clears /logs/verifier too)
+      const outcome = await phases.verify(t, sandbox, stepDir, mult, input.signal, input.passEnv);
+      entry.verifier_result = { rewards: outcome.rewards };
+      entry.reward = outcome.reward;
+      if (outcome.tamper) entry.tamper = outcome.tamper;
+      rewards = outcome.scored;
     } catch (e) {
       entry.exception_info ??= exceptionInfo(e);
-
+      const tamper = (e as { tamper?: TamperReport }).tamper;
+      if (tamper) entry.tamper = tamper;
     }
+    scored.push(rewards);
+    if (entry.tamper) result.tamper = mergeTamper(result.tamper, entry.tamper);
     entry.finished_at = new Date().toISOString();
-    if (!meetsMinReward(entry.verifier_result?.rewards ?? null, step.minReward)) break;
+    if (!meetsMinReward(rewards, step.minReward)) break;
   }
   result.agent_execution = { started_at: agentStarted, finished_at: new Date().toISOString() };
   result.agent_result = { ...totals, exit_status: steps.every((s) => !s.exception_info) ? "completed" : "error", metadata: { steps: steps.length, of: task.steps!.length } };
-  const rewards = aggregateStepRewards(
+  const raw = aggregateStepRewards(
     steps.map((s) => s.verifier_result?.rewards ?? null),
     task.rewardStrategy ?? "mean",
   );
-  result.verifier_result = rewards ? { rewards } : null;
-  result.reward = rewards ? rewardOf(rewards) : 0;
+  result.verifier_result = raw ? { rewards: raw } : null;
+  // the trial scores the steps' scored rewards (clamped, refused/zeroed steps at 0), never the raw ones
+  const rewards = aggregateStepRewards(scored, task.rewardStrategy ?? "mean");
+  result.reward = rewards ? clampUnit(rewardOf(rewards)) : 0;
+}
+
+/**
+ * The trial's report over its steps: the last step's scan (the changes list is cumulative since the image),
+ * flagged, forged and zeroed when any step was, with every step's signals.
+ */
+function mergeTamper(prev: TamperReport | undefined, next: TamperReport): TamperReport {
+  if (!prev) return { ...next, ...(next.signals ? { signals: [...next.signals] } : {}) };
+  const signals = [...(prev.signals ?? []), ...(next.signals ?? [])].slice(0, 100);
+  return {
+    ...next,
+    flagged: prev.flagged || next.flagged,
+    zeroed: prev.zeroed || next.zeroed,
+    ...(prev.forged || next.forged ? { forged: true } : {}),
+    ...(signals.length ? { signals } : {}),
+  };
 }

@@ -53,14 +53,30 @@ export const TamperReport = z.object({
   error: z.string().optional(),
   /** The toolchain check (toolchain.ts): how long it took in the verifier's container and for the image baseline (ms; 0 = cached), or why it did not run. */
   toolchain: z.object({ ms: z.number(), baseline_ms: z.number(), error: z.string().optional() }).optional(),
+  /** Whether the agent's processes were paused for the scan (and the snapshot's commit); absent when not known. */
+  frozen: z.boolean().optional(),
+  /**
+   * A reward the verifier did not write (src/jobs/verifierRun.ts): any `refuse` signal sets `forged`, and the
+   * reward is 0 in every integrity mode; `flag` signals (a process of unknown origin in the verifier's dirs,
+   * a snapshot refused for its size) flag the trial like a finding.
+   */
+  forged: z.boolean().optional(),
+  signals: z.array(z.object({ signal: z.string(), severity: z.enum(["refuse", "flag"]), detail: z.string() })).optional(),
+  /** Shared mode: sensitive paths that changed while the verifier ran (informational: test.sh installs tools too). */
+  changed_during_verifier: z.array(z.string()).optional(),
+  n_changed_during_verifier: z.number().optional(),
 });
 export type TamperReport = z.infer<typeof TamperReport>;
 
 /** One line for terminals and reports: "flagged: path-dir 2, site-hook 1". */
 export function tamperSummary(t: TamperReport | null | undefined): string {
   if (!t) return "";
+  if (t.forged) {
+    const names = [...new Set((t.signals ?? []).filter((s) => s.severity === "refuse").map((s) => s.signal))];
+    return `refused (forged reward): ${names.join(", ")}`;
+  }
   if (t.error) return `tamper report incomplete: ${t.error}`;
   if (!t.flagged) return "clean";
-  const parts = Object.entries(t.classes).map(([k, n]) => `${k} ${n}`);
+  const parts = [...Object.entries(t.classes).map(([k, n]) => `${k} ${n}`), ...[...new Set((t.signals ?? []).map((s) => s.signal))]];
   return `${t.zeroed ? "zeroed" : "flagged"}: ${parts.join(", ")}`;
 }

@@ -12,7 +12,8 @@ import type { Trajectory } from "../agent/schema.js";
 import type { ModelClient, Profile } from "../model/types.js";
 import type { PullPolicy } from "../sandbox/images.js";
 import type { PullProgress } from "../sandbox/pull.js";
-import type { FileChange, Sandbox, SandboxBackend, SandboxBackendName, SandboxSpec } from "../sandbox/types.js";
+import type { Sandbox, SandboxBackend, SandboxBackendName, SandboxSpec } from "../sandbox/types.js";
+import { SandboxError } from "../sandbox/types.js";
 import { JOB_DIR_LABEL, JOB_ID_LABEL } from "../sandbox/owner.js";
 import { passedEnv, resolveEnvTemplates } from "../tasks/harbor.js";
 import { checkTaskTimeouts } from "../tasks/timeouts.js";
@@ -25,8 +26,8 @@ import { rewardOf } from "./reward.js";
 import { exceptionInfo, isInfrastructureKind, TrialPhaseError } from "./trialError.js";
 import { runSteps, type StepPhases } from "./steps.js";
 import { rolloutDetails, toAtif } from "./atif.js";
-import { harborTrialConfig, phaseMultipliers } from "./harbor.js";
-import { tamperReport, type IntegrityMode, type TamperReport } from "./tamper.js";
+import { harborExceptionType, harborTrialConfig, phaseMultipliers } from "./harbor.js";
+import type { IntegrityMode, TamperReport } from "./tamper.js";
 import { chooseIsolation, clampUnit, verify, VerifierError, type TestRunOutput, type VerifierIsolation } from "./verifier.js";
 import { newBudget } from "../sandbox/safeExtract.js";
 
@@ -48,8 +49,10 @@ export interface TrialSettings {
   preferPrebuilt?: boolean;
   /** Tamper report and what it does: strict zeroes flagged rewards (rollout default), flag records only (eval default), off. */
   integrity?: IntegrityMode;
-  /** Where the verifier runs (default: task.toml `[verifier] tmax_isolation`, else snapshot on docker). */
+  /** Where the verifier runs (default: task.toml `[verifier] tmax_isolation`, else `verifierIsolationDefault`). */
   verifierIsolation?: VerifierIsolation;
+  /** Without a flag or a task setting: `harbor` = shared, Harbor's semantics (eval, run); `strong` = snapshot on docker (rollout). */
+  verifierIsolationDefault?: "harbor" | "strong";
   /** Python/pytest hardening of TB-style test.sh (default on). */
   verifierHardening?: boolean;
   /** Container limits over the task's own; the train profile defaults to 4096 MB and no CPU cap (training's env). */
@@ -113,6 +116,7 @@ export interface TrialInput {
   /** See TrialSettings; default "flag". */
   integrity?: IntegrityMode;
   verifierIsolation?: VerifierIsolation;
+  verifierIsolationDefault?: "harbor" | "strong";
   verifierHardening?: boolean;
   /** Train profile, token-in/token-out: the token endpoints, this sample's seed, and the stream when it ends. */
   tokens?: TokenClient;
@@ -221,19 +225,36 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
     }
 
     // Multi-step tasks: agent and verifier per step in this one environment (see steps.ts).
+    const integrity = input.integrity ?? "flag";
     if (task.steps?.length) {
+      // the same verify path as a single-step trial: frozen scan, tamper report, quarantine, watch, clamp
       const verifyStep: StepPhases["verify"] = async (t, sb, dir, m, signal, passEnv) => {
-        const outcome = await verify({
-          task: t,
-          sandbox: sb,
-          trialDir: dir,
-          mult: m,
-          passEnv,
-          isolation: chooseIsolation(t, sb.backend, input.verifierIsolation),
-          harden: input.verifierHardening ?? true,
-          signal,
-        });
-        return { rewards: outcome.rewards };
+        let tamper: TamperReport | undefined;
+        try {
+          const outcome = await verify({
+            task: t,
+            sandbox: sb,
+            trialDir: dir,
+            mult: m,
+            passEnv,
+            isolation: chooseIsolation(t, sb.backend, input.verifierIsolation, input.verifierIsolationDefault),
+            harden: input.verifierHardening ?? true,
+            integrity,
+            onTamper: (x) => (tamper = x),
+            signal,
+            // the step's verifier logs land in its dir; its files leave the container before the next step
+            collect: async (where) => {
+              await collectLogs(where, dir, { remotes: ["/logs/verifier"] }).catch(() => undefined);
+            },
+            clearAfter: true,
+          });
+          const reward = settleReward(outcome.rewards, tamper, integrity);
+          const refused = refusedBy(tamper, integrity);
+          const scored = Object.fromEntries(Object.entries(outcome.rewards).map(([k, v]) => [k, refused ? 0 : clampUnit(v)]));
+          return { rewards: outcome.rewards, tamper, reward, scored };
+        } catch (e) {
+          throw Object.assign(e instanceof VerifierError ? new TrialPhaseError(e.type, e.message) : (e as Error), { tamper });
+        }
       };
       await runSteps(input, sandbox, result, mult.agent, { runAgent, verify: verifyStep, fail }); // steps: one multiplier for agent and verifier
       result.downloads = await collectLogs(sandbox, trialDir).catch((e) => ({ files: 0, bytes: 0, entries: 0, links: 0, skipped: 0, error: String((e as Error).message) }));
@@ -255,16 +276,8 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
       result.agent_execution = { started_at: started, finished_at: now() };
     }
 
-    // 3. tamper report: what the agent phase changed on disk, before anything of the verifier's
-    const integrity = input.integrity ?? "flag";
-    let tamper: TamperReport | undefined;
-    let changes: FileChange[] | undefined;
-    if (integrity !== "off") {
-      ({ tamper, changes } = await tamperOf(sandbox, integrity));
-      result.tamper = tamper;
-    }
-
-    // 4. verifier: tests are copied in only now, never visible to the agent (src/jobs/verifier.ts)
+    // 3. verifier: the change scan (tamper report) frozen, then the tests, copied in only now and never visible
+    // to the agent (src/jobs/verifier.ts)
     input.onPhase?.("verify");
     started = now();
     try {
@@ -276,10 +289,10 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
         minTimeoutSec: input.profile === "train" ? TRAIN_MIN_VERIFIER_TIMEOUT_SEC : 0,
         streamsApart: tokenStream?.awaitingReport === true,
         passEnv: input.passEnv,
-        isolation: chooseIsolation(task, sandbox.backend, input.verifierIsolation),
+        isolation: chooseIsolation(task, sandbox.backend, input.verifierIsolation, input.verifierIsolationDefault),
         harden: input.verifierHardening ?? true,
-        changes,
-        tamper,
+        integrity,
+        onTamper: (t) => (result.tamper = t),
         signal: input.signal,
         // /logs/verifier comes from where the verifier ran (the snapshot is removed right after)
         collect: async (where) => {
@@ -288,14 +301,9 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
         },
       });
       result.verifier_result = { rewards: outcome.rewards };
-      result.reward = clampUnit(rewardOf(outcome.rewards)); // [0, 1] in eval as in rollout
+      result.reward = settleReward(outcome.rewards, result.tamper, integrity); // [0, 1]; 0 when forged, or flagged under strict
       if (tokenStream && outcome.testRun) await closeTokenStream(tokenStream, input, outcome.testRun, result.reward);
       await writeRewardFile(trialDir, outcome.rewards); // Harbor's verifier/reward.txt|json, from what tmax parsed
-      if (tamper) Object.assign(tamper, { verifier_isolation: outcome.isolation, verifier_hardened: outcome.hardened, quarantined: outcome.quarantined }, outcome.note ? { note: outcome.note } : {});
-      if (tamper?.flagged && integrity === "strict") {
-        tamper.zeroed = result.reward !== 0;
-        result.reward = 0;
-      }
     } catch (e) {
       // a timed-out test run still answers the submitting call, with its partial output and reward 0
       if (tokenStream && e instanceof VerifierError && e.testRun) await closeTokenStream(tokenStream, input, e.testRun, 0).catch(() => undefined);
@@ -470,16 +478,19 @@ async function recordEpisode(trajectory: Trajectory, trialDir: string, result: T
   }
 }
 
-export async function tamperOf(sandbox: Sandbox, mode: IntegrityMode): Promise<{ tamper: TamperReport; changes?: FileChange[] }> {
-  const empty = tamperReport([], { mode, workdir: sandbox.workdir });
-  if (!sandbox.changes) return { tamper: { ...empty, error: `the ${sandbox.backend} backend has no container-changes API` } };
-  try {
-    const changes = await sandbox.changes();
-    return { tamper: tamperReport(changes, { mode, workdir: sandbox.workdir }), changes };
-  } catch (e) {
-    // an unreadable report in strict mode counts as flagged: the reward cannot be vouched for
-    return { tamper: { ...empty, flagged: mode === "strict", error: (e as Error).message.split("\n")[0] } };
-  }
+/**
+ * The reward a trial (or step) scores: clamped to [0, 1] in eval as in rollout; 0 when the verifier saw a
+ * forged reward (any integrity mode but off) or when the tamper report flagged the trial under strict.
+ */
+export function settleReward(rewards: Record<string, number>, tamper: TamperReport | undefined, integrity: IntegrityMode): number {
+  const reward = clampUnit(rewardOf(rewards));
+  if (!refusedBy(tamper, integrity)) return reward;
+  tamper!.zeroed = reward !== 0;
+  return 0;
+}
+
+function refusedBy(tamper: TamperReport | undefined, integrity: IntegrityMode): boolean {
+  return Boolean(tamper) && integrity !== "off" && Boolean(tamper!.forged || (tamper!.flagged && integrity === "strict"));
 }
 
 /** tmax's own verifier/reward.txt (one number) or reward.json (named numbers), as Harbor lays them out; never the sandbox's bytes. */

@@ -1,23 +1,29 @@
-// The verifier phase: tests copied in only now, run where the agent's leftover processes cannot reach, the
-// reward parsed strictly. The threat model and the choices are in docs/reward-integrity.md.
+// The verifier phase: tests copied in only now, run where the agent's leftover processes cannot reach (or, in
+// Harbor's shared mode, under watch), the reward parsed strictly. The threat model and the choices are in
+// docs/reward-integrity.md.
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { TRAIN_MAX_OUTPUT_BYTES } from "../agent/observation.js";
 import type { FileChange, Sandbox } from "../sandbox/types.js";
+import { SnapshotTooLargeError } from "../sandbox/types.js";
 import { passedEnv, resolveEnvTemplates } from "../tasks/harbor.js";
 import type { Task } from "../tasks/types.js";
 import { withDeadline } from "../util/deadline.js";
-import { addFindings, type TamperReport } from "./tamper.js";
+import { cappedBuffer } from "../sandbox/execOutput.js";
+import { addFindings, classifyPath, tamperReport, type IntegrityMode, type TamperReport } from "./tamper.js";
 import { checkToolchain } from "./toolchain.js";
+import { runWatched, type ForgerySignal } from "./verifierRun.js";
 
 /**
  * Where the verifier runs:
- * - `snapshot`: a fresh container from a commit of the agent's filesystem, in the agent container's network
- *   namespace (services the agent started answer on localhost); no agent process runs in it (docker default);
- * - `kill`: the agent's container after every process but PID 1 was stopped and killed;
- * - `shared`: the agent's container as is, agent processes alive (Harbor's behaviour; file-level defences only).
+ * - `shared`: the agent's container as is, agent processes alive (Harbor's behaviour, the default of eval and
+ *   run); test.sh runs under watch (verifierRun.ts) so a reward the verifier did not write is refused;
+ * - `snapshot`: a fresh container from a commit of the agent's filesystem (taken frozen, with the change scan),
+ *   in the agent container's network namespace (services the agent started answer on localhost); no agent
+ *   process runs in it (rollout's default on docker);
+ * - `kill`: the agent's container after every process but PID 1 was stopped and killed.
  */
 export type VerifierIsolation = "snapshot" | "kill" | "shared";
 export const VERIFIER_ISOLATIONS: readonly VerifierIsolation[] = ["snapshot", "kill", "shared"];
@@ -50,7 +56,6 @@ export class VerifierError extends Error {
     this.name = type;
   }
 }
-
 /** PATH for tmax's own commands in the sandbox: system dirs only, /usr/local never first. */
 export const HARNESS_PATH = "/usr/bin:/bin:/usr/sbin:/sbin";
 export const HARNESS_ENV: Record<string, string> = { PATH: HARNESS_PATH, LC_ALL: "C" };
@@ -106,11 +111,11 @@ export interface VerifyInput {
   isolation: VerifierIsolation;
   /** Apply the Python/pytest hardening of TB-style test.sh (unless the task opts out). */
   harden: boolean;
-  /** The agent phase's filesystem changes (for moving PATH-shadowing files aside), when the backend lists them. */
-  changes?: readonly FileChange[];
+  /** The tamper report and the watch: strict, flag, or off (no report, test.sh run plainly as Harbor does). */
+  integrity: IntegrityMode;
+  /** Receives the tamper report as soon as it exists (also when the verifier fails later); later findings are added to the same object. */
+  onTamper?: (tamper: TamperReport) => void;
   signal?: AbortSignal;
-  /** The trial's tamper report: the toolchain check adds its findings (none when integrity is off). */
-  tamper?: TamperReport;
   /** Called with the sandbox the verifier ran in, after it ran (also on failure), before a snapshot is removed. */
   collect?: (where: Sandbox) => Promise<void>;
   /**
@@ -118,89 +123,149 @@ export interface VerifyInput {
    * returned in `testRun` and written to verifier/test-stdout.txt and test-stderr.txt of the trial.
    */
   streamsApart?: boolean;
+  /** After collect, remove /tests and the verifier's logs from the agent's container (a next step's agent must not see them, nor its scan count them). */
+  clearAfter?: boolean;
 }
 
-/** Runs the task's tests and returns the parsed rewards. Cleans up any snapshot it made. */
+/**
+ * Scans the agent's changes (frozen where the engine can pause), then runs the task's tests and returns the
+ * parsed rewards. The tamper report goes to `onTamper`. Cleans up any snapshot it made.
+ */
 export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
-  const { task, trialDir, mult, signal } = input;
+  const { task, trialDir, mult, signal, integrity } = input;
   const timeoutSec = Math.max(task.config.verifierTimeoutSec * mult, input.minTimeoutSec ?? 0);
   let isolation = input.isolation;
-  let note: string | undefined;
+  const notes: string[] = [];
   let target = input.sandbox;
   let snapshot: Sandbox | undefined;
   let ran = false;
+  let tamper: TamperReport | undefined;
+  let changes: FileChange[] | undefined;
+  let scanned = false;
+  const flags: ForgerySignal[] = [];
+  let frozen: boolean | undefined;
 
-  if (isolation === "snapshot") {
-    if (!input.sandbox.snapshot) {
-      isolation = "kill";
-      note = `the ${input.sandbox.backend} backend cannot snapshot; agent processes were killed instead`;
-    } else {
-      try {
-        snapshot = await input.sandbox.snapshot();
-        target = snapshot;
-      } catch (e) {
+  // the change scan: the tamper report, and the list the quarantine works from
+  const scan = async () => {
+    scanned = true;
+    ({ tamper, changes } = await scanChanges(input.sandbox, integrity));
+    if (tamper) input.onTamper?.(tamper);
+  };
+  const frozenScan = async () => {
+    if (!input.sandbox.freeze) {
+      frozen = false;
+      return scan();
+    }
+    const r = await input.sandbox.freeze(scan);
+    frozen = r.frozen;
+    if (!r.frozen) notes.push(`the engine could not pause the container (${r.why}); the scan ran with the agent's processes alive`);
+  };
+
+  // Where the tests read the tests from until they move to /tests (a random name: the agent cannot prepare it).
+  const staging = `/.tmax-verifier-${randomBytes(12).toString("hex")}`;
+  try {
+    if (isolation === "snapshot") {
+      if (!input.sandbox.snapshot) {
         isolation = "kill";
-        note = `snapshot failed (${(e as Error).message.split("\n")[0]}); agent processes were killed instead`;
+        notes.push(`the ${input.sandbox.backend} backend cannot snapshot; agent processes were killed instead`);
+      } else {
+        try {
+          snapshot = await input.sandbox.snapshot({
+            beforeCommit: scan,
+            onFreeze: (ok, why) => {
+              frozen = ok;
+              // the agent could act between the scan and the commit: not vouched for under strict
+              if (!ok) flags.push({ signal: "scan-not-frozen", detail: `the engine could not pause the container (${why}); the scan and the commit ran with the agent's processes alive` });
+            },
+          });
+          target = snapshot;
+        } catch (e) {
+          isolation = "kill";
+          if (e instanceof SnapshotTooLargeError) flags.push({ signal: "snapshot-too-large", detail: e.message });
+          notes.push(`snapshot ${e instanceof SnapshotTooLargeError ? "refused" : "failed"} (${(e as Error).message.split("\n")[0]}); agent processes were killed instead`);
+        }
       }
     }
-  }
-  if (isolation === "kill" && input.sandbox.backend === "local") {
-    isolation = "shared"; // never kill processes on the host
-    note = "the local backend runs on the host: nothing is killed";
-  }
-  try {
+    if (isolation === "kill" && input.sandbox.backend === "local") {
+      isolation = "shared"; // never kill processes on the host
+      notes.push("the local backend runs on the host: nothing is killed");
+    }
     if (isolation === "kill") {
       // a fresh exec: the kill takes the resident executor down too; later commands fall back to an exec each
       const killed = await harnessExec(target, KILL_ALL_SCRIPT, 60, true);
       if (killed.exitCode !== 0) throw new VerifierError("VerifierError", `could not stop the agent's processes: ${(killed.stderr || killed.stdout).trim().split("\n")[0]}`);
+      // nothing of the agent's runs any more: the scan needs no freeze
+      if (!scanned) await scan();
+    }
+    if (isolation === "shared" && !scanned) await frozenScan();
+    if (tamper) {
+      tamper.verifier_isolation = isolation;
+      if (frozen !== undefined) tamper.frozen = frozen;
     }
 
     const hardening = input.harden ? hardeningEnv(task) : null;
     const env = { ...(hardening ?? {}), ...resolveEnvTemplates(task.config.verifierEnv ?? {}, passedEnv(input.passEnv)) }; // [verifier.env] wins
 
     // The toolchain against the image, before any harness command runs where the tests will (toolchain.ts)
-    if (input.tamper) await toolchainCheck(input, target, isolation, env, input.tamper);
+    if (tamper) await toolchainCheck(input, target, isolation, env, tamper, changes ?? []);
 
     // Commands the agent added earlier in PATH than the image's own (a fake python3, pytest, cmp …) go aside:
-    // test.sh keeps the task's PATH, but not the agent's shadows. Only where no agent process survives.
-    const quarantined = isolation === "shared" ? [] : await quarantineShadows(target, input.changes ?? []);
+    // test.sh keeps the task's PATH, but not the agent's shadows. Only where no agent process survives (in
+    // shared mode they are Harbor's: flagged by the tamper report, never moved).
+    const quarantined = isolation === "shared" ? [] : await quarantineShadows(target, changes ?? []);
+    if (tamper) tamper.quarantined = quarantined;
 
-    // Fresh /logs/verifier and /tests; the tests arrive under a random name and move into place only now.
-    const staging = `/.tmax-verifier-${randomBytes(12).toString("hex")}`;
-    const prep = await harnessExec(target, `${RM} -rf /tests /logs/verifier ${staging} && ${MKDIR} -p /logs/verifier`);
-    if (prep.exitCode !== 0) throw new VerifierError("VerifierError", `could not prepare /tests and /logs/verifier: ${prep.stderr.trim().split("\n")[0]}`);
-    await target.upload(task.testsDir, staging);
+    if (tamper) tamper.verifier_hardened = hardening !== null;
     const base = path.basename(task.testsDir);
-    const place = await harnessExec(target, `${MV} ${staging}/${shellQuote(base)} /tests && ${RM} -rf ${staging}`);
-    if (place.exitCode !== 0) throw new VerifierError("VerifierError", `could not move the tests to /tests: ${place.stderr.trim().split("\n")[0]}`);
-
-    // test.sh runs with the task's own PATH (its tools may live in /usr/local/bin); only the outer bash is absolute.
-    ran = true;
     const apart = input.streamsApart === true;
-    const run = await target.exec(apart ? [BASH, "/tests/test.sh"] : [BASH, "-c", `${BASH} /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1`], {
-      cwd: target.workdir,
-      env,
-      timeoutSec,
-      signal,
-      ...(apart ? { maxOutputBytes: TRAIN_MAX_OUTPUT_BYTES } : {}),
-    });
-    await mkdir(path.join(trialDir, "verifier"), { recursive: true });
-    const testRun = apart ? { stdout: run.stdout, stderr: run.stderr, exitCode: run.timedOut ? 124 : run.exitCode, timeoutSec } : undefined;
-    if (testRun) {
-      await writeFile(path.join(trialDir, "verifier", "test-stdout.txt"), testRun.stdout);
-      await writeFile(path.join(trialDir, "verifier", "test-stderr.txt"), testRun.stderr);
+    ran = true;
+    let exitCode: number;
+    let timedOut: boolean;
+    if (integrity === "off" || target.backend === "local") {
+      // Harbor's plain run: fresh /logs/verifier and /tests, the tests moved into place, test.sh (also on the
+      // local backend: its processes are this host's, there is nothing to watch them against)
+      const prep = await harnessExec(target, `${RM} -rf /tests /logs/verifier ${staging} && ${MKDIR} -p /logs/verifier`, 60, isolation === "shared");
+      if (prep.exitCode !== 0) throw new VerifierError("VerifierError", `could not prepare /tests and /logs/verifier: ${prep.stderr.trim().split("\n")[0]}`);
+      await target.upload(task.testsDir, staging);
+      const place = await harnessExec(target, `${MV} ${staging}/${shellQuote(base)} /tests && ${RM} -rf ${staging}`, 60, isolation === "shared");
+      if (place.exitCode !== 0) throw new VerifierError("VerifierError", `could not move the tests to /tests: ${place.stderr.trim().split("\n")[0]}`);
+      // test.sh runs with the task's own PATH (its tools may live in /usr/local/bin); only the outer bash is absolute.
+      const redirect = apart ? "> /logs/verifier/test-stdout.txt 2> /logs/verifier/test-stderr.txt" : "> /logs/verifier/test-stdout.txt 2>&1";
+      const run = await target.exec([BASH, "-c", `${BASH} /tests/test.sh ${redirect}`], { cwd: target.workdir, env, timeoutSec, signal });
+      exitCode = run.exitCode;
+      timedOut = run.timedOut;
+    } else {
+      // Under watch: the script itself clears /tests and /logs/verifier, places the tests and runs test.sh,
+      // in one exec of its own (see verifierRun.ts)
+      await target.upload(task.testsDir, staging);
+      const watched = await runWatched({ sandbox: target, staging, base, env, timeoutSec, signal, streamsApart: apart }, randomBytes(8).toString("hex")).catch((e) => {
+        throw new VerifierError("VerifierError", (e as Error).message.split("\n")[0]);
+      });
+      const forged = [...watched.forged, ...(await changedTests(target, task.testsDir))];
+      recordSignals(tamper, forged, [...flags, ...watched.unknown]);
+      exitCode = watched.exitCode;
+      timedOut = watched.timedOut;
+      if (!timedOut && isolation === "shared" && tamper && changes) await changedDuringVerifier(input.sandbox, changes, tamper);
     }
-    if (run.timedOut) {
+    await mkdir(path.join(trialDir, "verifier"), { recursive: true });
+    if (flags.length && !tamper?.signals) recordSignals(tamper, [], flags);
+    // train: the test report open-instruct appends (each stream capped at 1,000,000 bytes and decoded as Python does)
+    const testRun = apart ? await readTestRun(target, timedOut ? 124 : exitCode, timeoutSec) : undefined;
+    if (timedOut) {
       const error = new VerifierError("VerifierTimeoutError", `verifier did not finish within ${timeoutSec}s`);
       error.testRun = testRun;
       throw error;
     }
 
     // bounded: an engine that stops answering after test.sh fails the trial, it never hangs it
-    const rewards = await withDeadline(readRewards(target, run.exitCode), 120_000, "reading the reward file");
+    const rewards = await withDeadline(readRewards(target, exitCode), 120_000, "reading the reward file");
+    const note = notes.length ? notes.join("; ") : undefined;
+    if (tamper && note) tamper.note = note;
     return { rewards, isolation, hardened: hardening !== null, quarantined, ...(note ? { note } : {}), ...(testRun ? { testRun } : {}) };
   } finally {
+    if (tamper && notes.length && !tamper.note) tamper.note = notes.join("; ");
     if (ran) await withDeadline(input.collect?.(target) ?? Promise.resolve(), 360_000, "downloading /logs/verifier").catch(() => {});
+    if (ran && input.clearAfter && target === input.sandbox) await harnessExec(target, `${RM} -rf /tests && ${RM} -rf /logs/verifier && ${MKDIR} -p /logs/verifier`, 60, true).catch(() => {});
     await withDeadline(snapshot?.remove() ?? Promise.resolve(), 120_000, "removing the verifier's snapshot").catch(() => {});
   }
 }
@@ -211,8 +276,8 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
  * harness command runs there (never an honest outcome). The agent container's changes are read again where it
  * is the verifier's container (kill, shared); a snapshot is what the scan saw.
  */
-async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: VerifierIsolation, env: Record<string, string>, tamper: TamperReport): Promise<void> {
-  let changes = input.changes ?? [];
+async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: VerifierIsolation, env: Record<string, string>, tamper: TamperReport, scanned: readonly FileChange[]): Promise<void> {
+  let changes = [...scanned];
   if (isolation !== "snapshot" && input.sandbox.changes) changes = await input.sandbox.changes().catch(() => changes);
   let result;
   try {
@@ -225,6 +290,85 @@ async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: Ve
   addFindings(tamper, result.findings);
   tamper.toolchain = { ms: result.ms, baseline_ms: result.baselineMs, ...(result.error ? { error: result.error } : {}) };
   if (result.unsafeHarness) throw new VerifierError("VerifierError", `tmax's own tools in the verifier's container are not the image's: ${result.unsafeHarness}`);
+}
+
+/** The tamper report of the agent phase from the engine's changes list (none with integrity off, when only the quarantine needs the list). */
+async function scanChanges(sandbox: Sandbox, mode: IntegrityMode): Promise<{ tamper?: TamperReport; changes?: FileChange[] }> {
+  const empty = () => tamperReport([], { mode, workdir: sandbox.workdir });
+  if (!sandbox.changes) return mode === "off" ? {} : { tamper: { ...empty(), error: `the ${sandbox.backend} backend has no container-changes API` } };
+  try {
+    const changes = (await sandbox.changes()).filter((c) => !TMAX_STAGING.test(c.path));
+    return mode === "off" ? { changes } : { tamper: tamperReport(changes, { mode, workdir: sandbox.workdir }), changes };
+  } catch (e) {
+    // an unreadable report in strict mode counts as flagged: the reward cannot be vouched for
+    return mode === "off" ? {} : { tamper: { ...empty(), flagged: mode === "strict", error: (e as Error).message.split("\n")[0] } };
+  }
+}
+
+/** tmax's own dirs at / during the verifier (the tests' staging, the watch's work dir, the quarantine). */
+const TMAX_STAGING = /^\/\.tmax-(verifier|watch|quarantine|net)-[0-9a-f]+(\.in)?(\/|$)/;
+
+/** Refuse-grade signals make the trial `forged`; flag-grade ones (unknown processes, a refused snapshot) only flag it. */
+function recordSignals(tamper: TamperReport | undefined, refuse: ForgerySignal[], flag: ForgerySignal[]): void {
+  if (!tamper) return;
+  const signals = [...refuse.map((s) => ({ ...s, severity: "refuse" as const })), ...flag.map((s) => ({ ...s, severity: "flag" as const }))];
+  tamper.signals = signals.slice(0, 100);
+  tamper.forged = refuse.length > 0;
+  if (signals.length) tamper.flagged = true;
+}
+
+/** The test files as placed must still be the task's, byte for byte, after the tests ran (their mtimes are checked in the container). */
+async function changedTests(sandbox: Sandbox, testsDir: string): Promise<ForgerySignal[]> {
+  const out: ForgerySignal[] = [];
+  const files = await listFiles(testsDir, 200);
+  for (const rel of files) {
+    const local = await readFile(path.join(testsDir, rel));
+    if (local.length > 4 * 2 ** 20) continue;
+    const remote = await sandbox.readFile(path.posix.join("/tests", rel.split(path.sep).join("/")), { maxBytes: local.length + 1 }).catch(() => undefined);
+    if (remote === null) continue; // removed: the watch reports it (a test.sh may remove its own files)
+    if (remote === undefined || !remote.equals(local)) out.push({ signal: "tests-changed", detail: `/tests/${rel} differs from the task's file after the tests` });
+  }
+  return out;
+}
+
+async function listFiles(dir: string, max: number, rel = ""): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of (await readdir(path.join(dir, rel))).sort()) {
+    if (out.length >= max) break;
+    const r = rel ? path.join(rel, name) : name;
+    const st = await lstat(path.join(dir, r));
+    if (st.isDirectory()) out.push(...(await listFiles(dir, max - out.length, r)));
+    else if (st.isFile()) out.push(r);
+  }
+  return out;
+}
+
+/**
+ * Shared mode: sensitive paths (the tamper classes) that changed between the scan and the end of the tests.
+ * Informational: test.sh itself installs tools (apt-get, uv, pip), so no severity is attached.
+ */
+async function changedDuringVerifier(sandbox: Sandbox, before: readonly FileChange[], tamper: TamperReport): Promise<void> {
+  if (!sandbox.changes) return;
+  const after = await sandbox.changes().catch(() => null);
+  if (!after) return;
+  const seen = new Set(before.map((c) => `${c.kind} ${c.path}`));
+  const sensitive = after
+    .filter((c) => !seen.has(`${c.kind} ${c.path}`) && !TMAX_STAGING.test(c.path) && !/^\/(tests|logs\/verifier)(\/|$)/.test(c.path))
+    .filter((c) => classifyPath(c.path, sandbox.workdir) !== null)
+    .map((c) => c.path);
+  tamper.n_changed_during_verifier = sensitive.length;
+  if (sensitive.length) tamper.changed_during_verifier = sensitive.slice(0, 50);
+}
+
+/** test.sh's two streams as the verifier left them in /logs/verifier, each capped and decoded like a command's (train). */
+async function readTestRun(target: Sandbox, exitCode: number, timeoutSec: number): Promise<TestRunOutput> {
+  const read = async (name: string) => {
+    const buf = (await target.readFile(`/logs/verifier/${name}`, { maxBytes: 64 * 2 ** 20 }).catch(() => null)) ?? Buffer.alloc(0);
+    const capped = cappedBuffer(TRAIN_MAX_OUTPUT_BYTES);
+    capped.push(buf);
+    return capped.text();
+  };
+  return { stdout: await read("test-stdout.txt"), stderr: await read("test-stderr.txt"), exitCode, timeoutSec };
 }
 
 /** PATH dirs in resolution order (the usual image PATH). */
@@ -379,12 +523,23 @@ export function hardeningEnv(task: Task): Record<string, string> | null {
   return env;
 }
 
-/** The isolation for a task: the user's flag, else task.toml `[verifier] tmax_isolation`, else the backend default. */
-export function chooseIsolation(task: Task, backend: string, flag?: VerifierIsolation): VerifierIsolation {
+/**
+ * The isolation for a task: the user's flag, else task.toml `[verifier] tmax_isolation`, else the default:
+ * `harbor` (eval, run) is `shared` on every backend, Harbor's semantics; `strong` (rollout) is `snapshot` on
+ * docker and `kill` on daytona (the local backend never kills: `shared`).
+ */
+export function chooseIsolation(task: Task, backend: string, flag?: VerifierIsolation, fallback: "harbor" | "strong" = "harbor"): VerifierIsolation {
   if (flag) return flag;
+  const fromTask = taskIsolation(task);
+  if (fromTask) return fromTask;
+  if (fallback === "harbor" || backend === "local") return "shared";
+  return backend === "docker" ? "snapshot" : "kill";
+}
+
+/** task.toml's `[verifier] tmax_isolation`, when it names a mode. */
+export function taskIsolation(task: Task): VerifierIsolation | undefined {
   const fromTask = ((task.config.raw?.verifier ?? {}) as Record<string, unknown>).tmax_isolation;
-  if (typeof fromTask === "string" && (VERIFIER_ISOLATIONS as readonly string[]).includes(fromTask)) return fromTask as VerifierIsolation;
-  return backend === "local" ? "shared" : backend === "docker" ? "snapshot" : "kill";
+  return typeof fromTask === "string" && (VERIFIER_ISOLATIONS as readonly string[]).includes(fromTask) ? (fromTask as VerifierIsolation) : undefined;
 }
 
 function shellQuote(s: string): string {

@@ -26,6 +26,8 @@ import type { RolloutRecord } from "./schema.js";
 import { streamProblem, tokenCounts } from "./tokens.js";
 import { seededRandom } from "../util/random.js";
 import { dropStaleGroups } from "./staleness.js";
+import { chooseIsolation, taskIsolation, type VerifierIsolation } from "../jobs/verifier.js";
+import { cachedIncompatible } from "../tasks/isolationCheck.js";
 
 export interface RolloutOptions extends TrialSettings {
   datasetDir: string;
@@ -78,6 +80,13 @@ export interface StepSummary {
   /** Samples whose tamper report flagged them, and of those the ones whose reward strict mode set to 0. */
   tamper_flagged?: number;
   tamper_zeroed?: number;
+  /**
+   * Samples whose verifier ran with Harbor's semantics (shared, agent processes alive, under watch) because
+   * their task needs it (task.toml `[verifier] tmax_isolation = "shared"`, or a cached `tmax tasks check
+   * --isolation`), and those tasks; the others ran under the strong default (snapshot on docker).
+   */
+  verifier_shared_samples?: number;
+  verifier_shared_tasks?: string[];
   mean_reward: number | null;
   policy_version: number;
   started_at: string;
@@ -92,6 +101,18 @@ interface Sample {
   reward: number;
   version: number;
   stream: TokenStream | null;
+}
+
+/**
+ * Rollout keeps strong isolation (snapshot on docker) by default but never silently fails an honest task:
+ * the user's flag, else the task's `tmax_isolation`, else Harbor's semantics (shared) for a task whose cached
+ * isolation check says its oracle scores less under the strong default; undefined = the strong default.
+ */
+export function isolationFor(opts: Pick<RolloutOptions, "verifierIsolation" | "backend">, task: Task): VerifierIsolation | undefined {
+  if (opts.verifierIsolation) return opts.verifierIsolation;
+  const fromTask = taskIsolation(task);
+  if (fromTask) return fromTask;
+  return cachedIncompatible(task, chooseIsolation(task, opts.backend, undefined, "strong")) ? "shared" : undefined;
 }
 
 export async function runRollout(opts: RolloutOptions): Promise<StepSummary[]> {
@@ -155,6 +176,8 @@ export async function runRollout(opts: RolloutOptions): Promise<StepSummary[]> {
       let infraErrors = 0;
       let tamperFlagged = 0;
       let tamperZeroed = 0;
+      let sharedSamples = 0;
+      const sharedTasks = new Set<string>();
       const runGroup = async (task: Task): Promise<Sample[]> => {
         const g = groupSeq++;
         return Promise.all(
@@ -193,7 +216,8 @@ export async function runRollout(opts: RolloutOptions): Promise<StepSummary[]> {
                 forceBuild: opts.forceBuild,
                 passEnv: opts.passEnv,
                 integrity: opts.integrity ?? "strict", // a flagged sample earns 0 in RL
-                verifierIsolation: opts.verifierIsolation,
+                verifierIsolation: isolationFor(opts, task),
+                verifierIsolationDefault: "strong",
                 verifierHardening: opts.verifierHardening,
                 source: opts.datasetDir,
                 signal: opts.signal,
@@ -204,6 +228,10 @@ export async function runRollout(opts: RolloutOptions): Promise<StepSummary[]> {
               if (result.exception_info?.infrastructure) infraErrors++;
               if (result.tamper?.flagged) tamperFlagged++;
               if (result.tamper?.zeroed) tamperZeroed++;
+              if (!opts.verifierIsolation && result.tamper?.verifier_isolation === "shared" && chooseIsolation(task, opts.backend, undefined, "strong") !== "shared") {
+                sharedSamples++;
+                sharedTasks.add(task.name);
+              }
               const trajectoryPath = path.join(trialDir, "agent", "tmax-trajectory.json");
               // any failure path is reward 0: no verifier result, an exception, or an episode that did not submit
               const submitted = trajectory?.exitStatus === "submitted";
@@ -293,6 +321,8 @@ export async function runRollout(opts: RolloutOptions): Promise<StepSummary[]> {
         infra_errors: infraErrors,
         tamper_flagged: tamperFlagged,
         tamper_zeroed: tamperZeroed,
+        verifier_shared_samples: sharedSamples,
+        verifier_shared_tasks: [...sharedTasks].sort(),
         mean_reward: rewards.length ? rewards.reduce((a, b) => a + b, 0) / rewards.length : null,
         policy_version: current,
         started_at: startedAt,

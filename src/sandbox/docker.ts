@@ -28,6 +28,8 @@ import {
   type Sandbox,
   type SandboxBackend,
   type SandboxSpec,
+  type SnapshotOptions,
+  SnapshotTooLargeError,
 } from "./types.js";
 
 export const DEFAULT_PIDS_LIMIT = 4096;
@@ -44,6 +46,14 @@ const WATCHDOG_DRAIN_MS = 2_000;
 export const TIMEOUT_BINARY = "/usr/bin/timeout";
 /** PID 1 of a snapshot (verifier) container, by absolute path for the same reason. */
 const SLEEP_BINARY = "/bin/sleep";
+/**
+ * The network files the engine writes into a container (bind mounts). A snapshot container in the agent
+ * container's network namespace shares them, agent edits included; the verifier gets the engine's versions,
+ * read right after the agent container started (see docs/reward-integrity.md).
+ */
+const NETWORK_FILES = ["/etc/hosts", "/etc/resolv.conf"] as const;
+/** Default cap on a snapshot's changed bytes (apparent size), TMAX_SNAPSHOT_MAX_MB overrides. */
+export const DEFAULT_SNAPSHOT_MAX_BYTES = 4096 * 2 ** 20;
 
 export interface DockerBackendOptions {
   /** Engine address in DOCKER_HOST form; default $DOCKER_HOST, else unix:///run/podman/podman.sock. */
@@ -164,13 +174,16 @@ export async function createSandbox(docker: Docker, spec: SandboxSpec, opts: Cre
     throw engineError(docker, err, "create_failed", `cannot create a container from '${image}'`);
   }
 
-  const sandbox = makeSandbox(docker, container, { image, workdir, name, used, executor, spec, ownedImage: from?.image });
+  const info: SandboxInfo = { image, workdir, name, used, executor, spec, ownedImage: from?.image };
+  const sandbox = makeSandbox(docker, container, info);
   track(sandbox);
   try {
     signal?.throwIfAborted();
     await container.start();
     signal?.throwIfAborted();
     await sandbox.recordEngineFiles();
+    // the engine's network files, before any command of the agent (a snapshot's verifier gets these back)
+    if (!from) info.networkFiles = await readNetworkFiles(container);
   } catch (err) {
     await sandbox.remove().catch(() => undefined);
     if (signal?.aborted) throw signal.reason ?? err;
@@ -212,6 +225,30 @@ interface SandboxInfo {
   spec: SandboxSpec;
   /** A snapshot image this sandbox was made from; removed with it. */
   ownedImage?: string;
+  /** The engine's /etc/hosts and /etc/resolv.conf as they were when the container started. */
+  networkFiles?: Record<string, Buffer>;
+}
+
+async function readNetworkFiles(container: Docker.Container): Promise<Record<string, Buffer>> {
+  const files: Record<string, Buffer> = {};
+  for (const file of NETWORK_FILES) {
+    const archive = await container.getArchive({ path: file }).catch(() => null);
+    const member = archive ? await readFirstMember(archive as unknown as Readable, 1 << 20).catch(() => null) : null;
+    if (member?.type === "file") files[file] = member.content;
+  }
+  return files;
+}
+
+/** The snapshot's size before a commit: the engine's size of the writable layer (apparent: a sparse file counts whole). */
+async function changedBytes(container: Docker.Container): Promise<number> {
+  const inspected = (await container.inspect({ size: true } as never)) as unknown as { SizeRw?: number };
+  return typeof inspected.SizeRw === "number" ? inspected.SizeRw : 0;
+}
+
+function snapshotCap(opts: SnapshotOptions): number {
+  if (opts.maxBytes !== undefined) return opts.maxBytes;
+  const mb = Number(process.env.TMAX_SNAPSHOT_MAX_MB);
+  return Number.isFinite(mb) && mb > 0 ? mb * 2 ** 20 : DEFAULT_SNAPSHOT_MAX_BYTES;
 }
 
 /** A snapshot sandbox: made from `image` (a commit of `containerId`), in `containerId`'s network namespace. */
@@ -365,27 +402,95 @@ export function makeSandbox(docker: Docker, container: Docker.Container, info: S
       return createSandbox(docker, spec, {}, "exec");
     },
 
-    async snapshot() {
+    async freeze(fn) {
+      if (removed) throw new SandboxError(`sandbox ${info.name} was removed`, "exec_failed");
+      // the cgroup v1 freezer can fail transiently (a task that does not reach the frozen state in time): retried
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await container.pause();
+          break;
+        } catch (err) {
+          if (attempt < 4 && statusCode(err) !== 404) {
+            await new Promise((r) => setTimeout(r, 250 * (attempt + 1)));
+            continue;
+          }
+          // an engine without a freezer (e.g. rootless cgroup v1): the caller records that nothing was frozen
+          return { value: await fn(), frozen: false, why: engineMessage(err).split("\n")[0] };
+        }
+      }
+      try {
+        return { value: await fn(), frozen: true };
+      } finally {
+        await unpause(container);
+      }
+    },
+
+    async snapshot(opts = {}) {
       if (removed) throw new SandboxError(`sandbox ${info.name} was removed`, "exec_failed");
       let image: string;
-      try {
-        // no pause: the agent's processes keep running (services the tests need); the copy is what was on disk
-        const committed = (await container.commit({ pause: false, changes: `LABEL ${TMAX_LABEL}.snapshot=1` })) as { Id?: string; id?: string };
-        image = committed.Id ?? committed.id ?? "";
-        if (!image) throw new Error("the engine returned no image id");
-      } catch (err) {
-        throw engineError(docker, err, "create_failed", `cannot snapshot ${info.name}`);
-      }
+      const cap = snapshotCap(opts);
+      // frozen: nothing of the agent's runs between the caller's scan, the size check and the commit
+      const frozen = await this.freeze!(async () => {
+        await opts.beforeCommit?.();
+        const bytes = await changedBytes(container).catch(() => 0);
+        if (bytes > cap) throw new SnapshotTooLargeError(bytes, cap);
+        try {
+          const committed = (await container.commit({ pause: false, changes: `LABEL ${TMAX_LABEL}.snapshot=1` })) as { Id?: string; id?: string };
+          const id = committed.Id ?? committed.id ?? "";
+          if (!id) throw new Error("the engine returned no image id");
+          return id;
+        } catch (err) {
+          throw engineError(docker, err, "create_failed", `cannot snapshot ${info.name}`);
+        }
+      });
+      opts.onFreeze?.(frozen.frozen, frozen.why);
+      image = frozen.value;
       const spec: SandboxSpec = { ...info.spec, image, build: undefined, prebuilt: undefined, networkAttach: undefined, workdir: info.workdir, name: `${info.spec.name ?? "sandbox"}-verifier` };
+      let snap: DockerSandbox;
       try {
-        return await createSandbox(docker, spec, { from: { containerId: container.id, image } }, info.executor);
+        snap = await createSandbox(docker, spec, { from: { containerId: container.id, image } }, info.executor);
       } catch (err) {
         await docker.getImage(image).remove({ force: true }).catch(() => undefined);
         throw err;
       }
+      try {
+        await restoreNetworkFiles(snap, info.networkFiles ?? {});
+      } catch (err) {
+        await snap.remove().catch(() => undefined);
+        throw err;
+      }
+      return snap;
     },
   };
   return sandbox;
+}
+
+async function unpause(container: Docker.Container): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await container.unpause();
+      return;
+    } catch (err) {
+      if (statusCode(err) === 404 || /not paused|is not running/i.test(engineMessage(err))) return;
+      if (attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+    }
+  }
+}
+
+/**
+ * Writes the engine's /etc/hosts and /etc/resolv.conf back in a snapshot container (they are the agent
+ * container's bind mounts, shared through the network namespace, agent edits included). With bash builtins:
+ * the files are bind mounts, written in place.
+ */
+async function restoreNetworkFiles(snap: DockerSandbox, files: Record<string, Buffer>): Promise<void> {
+  const names = Object.keys(files);
+  if (names.length === 0) return;
+  const tmp = `/.tmax-net-${randomBytes(8).toString("hex")}`;
+  for (const [i, file] of names.entries()) await snap.writeFile(`${tmp}/${i}`, files[file], 0o644);
+  const copy = names.map((file, i) => `{ IFS= read -r -d '' c < ${tmp}/${i}; printf '%s' "$c" > ${file}; } || ok=1`).join("\n");
+  const run = await snap.exec(["/bin/bash", "--noprofile", "--norc", "-c", `ok=0\n${copy}\n/bin/rm -rf ${tmp}\nexit $ok`], { env: { PATH: "/usr/bin:/bin:/usr/sbin:/sbin", LC_ALL: "C" }, cwd: "/", timeoutSec: 30, direct: true });
+  if (run.exitCode !== 0) throw new SandboxError(`cannot restore the engine's network files in the verifier's snapshot: ${run.stderr.trim().split("\n")[0]}`, "create_failed");
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -134,7 +134,7 @@ export interface Sandbox {
    * (services this sandbox runs stay reachable on localhost); none of this sandbox's processes run in it.
    * Removing it also removes the snapshot image. Absent when the backend cannot snapshot.
    */
-  snapshot?(): Promise<Sandbox>;
+  snapshot?(opts?: SnapshotOptions): Promise<Sandbox>;
   /**
    * What the engine says about `path` (its archive-stat), never through a program in the container: null when
    * it does not exist. Parent links are followed by the engine; `link` is about the last component.
@@ -144,6 +144,12 @@ export interface Sandbox {
   imageId?(): Promise<string>;
   /** A fresh sandbox from this sandbox's image (none of its changes), no network: a baseline to compare against. */
   pristine?(): Promise<Sandbox>;
+  /**
+   * Runs `fn` with every process of the sandbox paused (the engine's pause: the cgroup freezer), then resumes
+   * them. `fn` may use the engine's APIs (changes, archive) but not exec. `frozen` is false when the engine
+   * could not pause (fn then ran with the processes alive). Absent when the backend cannot pause.
+   */
+  freeze?<T>(fn: () => Promise<T>): Promise<{ value: T; frozen: boolean; why?: string }>;
 }
 
 /** The engine's archive-stat of one path (Docker and podman: `X-Docker-Container-Path-Stat`). */
@@ -157,6 +163,23 @@ export interface PathStat {
   link: boolean;
   /** For a link: where it resolves to (absolute, resolved by the engine in the container). */
   linkTarget?: string;
+}
+
+export interface SnapshotOptions {
+  /** Refuse (SnapshotTooLargeError) when the container's changed files add up to more bytes than this (apparent size: a sparse file counts whole, as a commit writes it). */
+  maxBytes?: number;
+  /** Runs with the sandbox frozen right before the commit (the same freeze): e.g. the change scan. */
+  beforeCommit?: () => Promise<void>;
+  /** Called once with how the freeze went (see freeze()). */
+  onFreeze?: (frozen: boolean, why?: string) => void;
+}
+
+/** A snapshot refused because the container's writable layer is larger than the cap (a commit would write it all to the host). */
+export class SnapshotTooLargeError extends Error {
+  constructor(readonly bytes: number, readonly maxBytes: number) {
+    super(`the container's changes are ${Math.round(bytes / 2 ** 20)} MiB (apparent size), over the snapshot cap of ${Math.round(maxBytes / 2 ** 20)} MiB`);
+    this.name = "SnapshotTooLargeError";
+  }
 }
 
 /** One entry of the container-changes API: kind 0 = modified, 1 = added, 2 = deleted. */

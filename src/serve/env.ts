@@ -5,12 +5,13 @@ import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { PromptSet } from "../agent/prompts.js";
-import { sandboxSpec, tamperOf, TrialPhaseError, rewardOf, type TrialInput, type TrialSettings } from "../jobs/trial.js";
+import { sandboxSpec, settleReward, type TrialInput, type TrialSettings } from "../jobs/trial.js";
+import { TrialPhaseError } from "../jobs/trialError.js";
 import type { IntegrityMode, TamperReport } from "../jobs/tamper.js";
-import { chooseIsolation, clampUnit, verify } from "../jobs/verifier.js";
+import { chooseIsolation, verify } from "../jobs/verifier.js";
 import type { TokenClient } from "../model/tokens.js";
 import type { Profile } from "../model/types.js";
-import type { FileChange, Sandbox, SandboxBackend } from "../sandbox/types.js";
+import type { Sandbox, SandboxBackend } from "../sandbox/types.js";
 import type { Task } from "../tasks/types.js";
 import { seededRandom } from "../util/random.js";
 import { ProtocolError, type ResetParams } from "./protocol.js";
@@ -123,12 +124,13 @@ export interface Score {
   exitCode?: number;
 }
 
-/** The trial's phases 3 and 4 on a live sandbox: tamper report of what the agent changed, then the verifier. */
+/**
+ * The trial's verifier phase on a live sandbox (src/jobs/verifier.ts): the frozen change scan (tamper report),
+ * the tests, the reward settled as the trial settles it (clamped; 0 when forged, or flagged under strict).
+ */
 export async function scoreSandbox(env: ServeEnv, task: Task, sandbox: Sandbox, trialDir: string, signal?: AbortSignal): Promise<Score> {
   const integrity: IntegrityMode = env.settings.integrity ?? "flag";
   let tamper: TamperReport | undefined;
-  let changes: FileChange[] | undefined;
-  if (integrity !== "off") ({ tamper, changes } = await tamperOf(sandbox, integrity));
   let output = "";
   const mult = env.settings.verifierTimeoutMultiplier ?? env.settings.timeoutMultiplier ?? 1;
   const outcome = await verify({
@@ -137,19 +139,15 @@ export async function scoreSandbox(env: ServeEnv, task: Task, sandbox: Sandbox, 
     trialDir,
     mult,
     passEnv: env.settings.passEnv,
-    isolation: chooseIsolation(task, sandbox.backend, env.settings.verifierIsolation),
+    isolation: chooseIsolation(task, sandbox.backend, env.settings.verifierIsolation, env.settings.verifierIsolationDefault),
     harden: env.settings.verifierHardening ?? true,
-    changes,
+    integrity,
+    onTamper: (t) => (tamper = t),
     signal,
     collect: async (where) => {
       output = (await where.readFile("/logs/verifier/test-stdout.txt", { maxBytes: 1 << 20 }).catch(() => null))?.toString("utf8") ?? "";
     },
   });
-  let reward = clampUnit(rewardOf(outcome.rewards));
-  if (tamper) Object.assign(tamper, { verifier_isolation: outcome.isolation, verifier_hardened: outcome.hardened, quarantined: outcome.quarantined }, outcome.note ? { note: outcome.note } : {});
-  if (tamper?.flagged && integrity === "strict") {
-    tamper.zeroed = reward !== 0;
-    reward = 0;
-  }
+  const reward = settleReward(outcome.rewards, tamper, integrity);
   return { reward, rewards: outcome.rewards, ...(tamper ? { tamper } : {}), output };
 }

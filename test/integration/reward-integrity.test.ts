@@ -1,11 +1,13 @@
 // Reward integrity in real containers: tiny tasks whose oracle solve.sh is a scripted attacker (it never
-// writes the answer), each trying a way to earn reward without doing the task; plus two legitimate
-// solutions (a service the tests need, a tool installed under /usr/local). See docs/reward-integrity.md.
+// writes the answer), each trying a way to earn reward without doing the task; plus legitimate solutions (a
+// service the tests need, a request-logging service with a daemon, a tool installed under /usr/local), under
+// eval's defaults (Harbor's shared verifier, watched), strict, rollout's snapshot and kill. See
+// docs/reward-integrity.md.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -13,6 +15,7 @@ import { runJob } from "../../src/jobs/runner.js";
 import type { TrialResult } from "../../src/jobs/schema.js";
 import { containersUnder, jobOptions, removeContainersUnder } from "../support/jobs.js";
 import { ENGINE_SKIP, TB_BASE_IMAGE } from "../support/env.js";
+import { SERVICE_TASK } from "../support/forgeries.js";
 
 const tmp = await mkdtemp(path.join(os.tmpdir(), "tmax-integrity-test-"));
 const dataset = path.join(tmp, "tasks");
@@ -113,6 +116,8 @@ async function writeTask(c: Case): Promise<void> {
 
 before(async () => {
   for (const c of [...ATTACKS, ...LEGIT]) await writeTask(c);
+  // the honest side of Harbor's semantics: a request-logging service and a daemon the tests check with pgrep
+  await cp(SERVICE_TASK, path.join(dataset, "service-logging"), { recursive: true });
 });
 after(async () => {
   removeContainersUnder(tmp);
@@ -126,18 +131,24 @@ const run = (over: Parameters<typeof jobOptions>[1]) => runJob(jobOptions(tmp, {
 describe("reward integrity (adversarial tasks, oracle = scripted attacker)", { skip: ENGINE_SKIP }, () => {
   let evalResults: Map<string, TrialResult>;
 
-  test("eval defaults (integrity flag, snapshot verifier): every attack scores 0 or is flagged; legit solutions score 1", async () => {
+  test("eval defaults (integrity flag, shared verifier, as Harbor): every attack scores 0, is refused, or is flagged; legit solutions score 1", async () => {
     evalResults = byName(await run({}));
-    // attacks that the verifier's own mechanisms defeat outright, whatever the integrity mode
-    for (const name of ["planted-reward-json", "bg-reward-writer", "bg-test-rewriter", "fake-timeout", "fake-path-tools", "fake-cmp", "fake-rm-tests-conftest", "root-conftest", "root-pytest-ini", "sitecustomize-exit"]) {
+    for (const r of evalResults.values()) assert.equal(r.tamper?.verifier_isolation, "shared", r.task_name);
+    // attacks the verifier defeats outright (fresh /tests and /logs/verifier, absolute tools, hardening, the watch)
+    for (const name of ["planted-reward-json", "bg-reward-writer", "bg-test-rewriter", "fake-timeout", "fake-rm-tests-conftest", "root-conftest", "root-pytest-ini"]) {
       const r = evalResults.get(name)!;
       assert.ok(r, name);
       assert.equal(r.reward, 0, `${name} scored ${r.reward}: ${JSON.stringify(r.tamper)}`);
-      assert.equal(r.tamper?.verifier_isolation, "snapshot", name);
     }
-    // the .pth hook runs inside the system Python the tests need: caught by the tamper report (zeroed in strict)
+    // live writers: refused by the watch (a reward written, or tests rewritten, by an agent process)
+    for (const name of ["bg-reward-writer", "bg-test-rewriter"]) assert.equal(evalResults.get(name)!.tamper?.forged, true, `${name}: ${JSON.stringify(evalResults.get(name)!.tamper)}`);
+    // shadows and hooks run in the agent's container as in Harbor (no quarantine in shared mode): flagged, zeroed in strict (below)
+    for (const name of ["fake-path-tools", "fake-cmp", "pth-exit", "sitecustomize-exit"]) {
+      const r = evalResults.get(name)!;
+      assert.equal(r.tamper?.flagged, true, `${name} not flagged (reward ${r.reward}): ${JSON.stringify(r.tamper)}`);
+      assert.deepEqual(r.tamper?.quarantined, [], name);
+    }
     const pth = evalResults.get("pth-exit")!;
-    assert.equal(pth.tamper?.flagged, true);
     assert.equal(pth.tamper?.classes["site-hook"], 1);
 
     // what the report saw
@@ -149,17 +160,18 @@ describe("reward integrity (adversarial tasks, oracle = scripted attacker)", { s
     assert.deepEqual(classes("root-pytest-ini"), ["pytest-config"]);
     assert.ok(classes("planted-reward-json").includes("verifier-logs"));
     assert.ok(classes("sitecustomize-exit").includes("site-hook"));
-    assert.deepEqual(evalResults.get("fake-path-tools")!.tamper?.quarantined?.sort(), ["/usr/local/bin/bash", "/usr/local/bin/pytest", "/usr/local/bin/python3"]);
 
-    // the trial's verifier logs are the verifier's own (from the snapshot), not what the agent planted
+    // the trial's verifier logs are the verifier's own, not what the agent planted
     const planted = new URL(evalResults.get("planted-reward-json")!.trial_uri).pathname;
     assert.equal(readFileSync(path.join(planted, "verifier", "reward.txt"), "utf8").trim(), "0");
     assert.equal(existsSync(path.join(planted, "verifier", "reward.json")), false);
     assert.match(readFileSync(path.join(planted, "verifier", "test-stdout.txt"), "utf8"), /failed|FAILED|Error/);
 
-    const service = evalResults.get("legit-service")!;
-    assert.equal(service.reward, 1, JSON.stringify(service.exception_info));
-    assert.equal(service.tamper?.flagged, false, JSON.stringify(service.tamper));
+    for (const name of ["legit-service", "service-logging"]) {
+      const r = evalResults.get(name)!;
+      assert.equal(r.reward, 1, `${name}: ${JSON.stringify(r.exception_info)} ${JSON.stringify(r.tamper)}`);
+      assert.equal(r.tamper?.flagged, false, JSON.stringify(r.tamper));
+    }
     const local = evalResults.get("legit-usr-local")!;
     assert.equal(local.reward, 1, JSON.stringify(local.exception_info));
     assert.equal(local.tamper?.flagged, true);
@@ -168,18 +180,31 @@ describe("reward integrity (adversarial tasks, oracle = scripted attacker)", { s
     assert.deepEqual(containersUnder(tmp), [], "no container of this file left");
   });
 
-  test("strict: flagged samples are zeroed (the .pth attack too); a clean legitimate service still scores 1", async () => {
-    const strict = byName(await run({ integrity: "strict", filters: { include: ["pth-exit", "legit-service", "legit-usr-local", "fake-path-tools"] } }));
-    assert.equal(strict.size, 4);
-    assert.equal(strict.get("pth-exit")!.reward, 0);
-    assert.equal(strict.get("fake-path-tools")!.reward, 0);
+  test("strict (shared): every flagged attack is zeroed; the clean service/daemon solution still scores 1", async () => {
+    const strict = byName(await run({ integrity: "strict", filters: { include: ["pth-exit", "fake-path-tools", "fake-cmp", "sitecustomize-exit", "legit-service", "legit-usr-local", "service-logging"] } }));
+    assert.equal(strict.size, 7);
+    for (const name of ["pth-exit", "fake-path-tools", "fake-cmp", "sitecustomize-exit"]) assert.equal(strict.get(name)!.reward, 0, `${name}: ${JSON.stringify(strict.get(name)!.tamper)}`);
     assert.equal(strict.get("legit-service")!.reward, 1);
+    assert.equal(strict.get("service-logging")!.reward, 1, JSON.stringify(strict.get("service-logging")!.tamper));
     assert.equal(strict.get("legit-usr-local")!.reward, 0);
     assert.equal(strict.get("legit-usr-local")!.tamper?.zeroed, true);
     assert.deepEqual(containersUnder(tmp), [], "no container of this file left");
   });
 
-  test("kill isolation: background writers die before the verifier; the service task needs snapshot or shared", async () => {
+  test("rollout's defaults (strict, snapshot verifier): every attack scores 0 with shadows moved aside; a TCP service still answers, the request-logging service does not", async () => {
+    const snap = byName(await run({ integrity: "strict", verifierIsolation: "snapshot" }));
+    for (const name of ATTACKS.map((c) => c.name)) {
+      const r = snap.get(name)!;
+      assert.equal(r.reward, 0, `${name} scored ${r.reward}: ${JSON.stringify(r.tamper)}`);
+      assert.equal(r.tamper?.verifier_isolation, "snapshot", name);
+    }
+    assert.deepEqual(snap.get("fake-path-tools")!.tamper?.quarantined?.sort(), ["/usr/local/bin/bash", "/usr/local/bin/pytest", "/usr/local/bin/python3"]);
+    assert.equal(snap.get("legit-service")!.reward, 1, "TCP services of the agent answer in the snapshot's network namespace");
+    assert.equal(snap.get("service-logging")!.reward, 0, "the snapshot sees neither the daemon nor the service's log lines: tasks check --isolation reports it");
+    assert.deepEqual(containersUnder(tmp), [], "no container of this file left");
+  });
+
+  test("kill isolation: background writers die before the verifier; the service tasks need shared (or snapshot for plain TCP)", async () => {
     const killed = byName(await run({ verifierIsolation: "kill" }));
     for (const name of ["planted-reward-json", "bg-reward-writer", "bg-test-rewriter", "fake-timeout", "fake-path-tools", "fake-cmp", "root-conftest", "root-pytest-ini"]) {
       assert.equal(killed.get(name)!.reward, 0, `${name}: ${JSON.stringify(killed.get(name)!.tamper)}`);
@@ -187,6 +212,7 @@ describe("reward integrity (adversarial tasks, oracle = scripted attacker)", { s
     }
     assert.equal(killed.get("legit-usr-local")!.reward, 1);
     assert.equal(killed.get("legit-service")!.reward, 0, "the service was killed with the agent's processes");
+    assert.equal(killed.get("service-logging")!.reward, 0, "so were the service and the daemon");
     assert.deepEqual(containersUnder(tmp), [], "no container of this file left");
   });
 });

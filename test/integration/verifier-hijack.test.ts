@@ -124,8 +124,39 @@ let runs = 0;
 const run = (over: Parameters<typeof jobOptions>[1]) => runJob(jobOptions(tmp, { datasetDir: dataset, jobDir: path.join(tmp, `${RUN}-${runs++}`), concurrency: 3, ...over }));
 
 describe("verifier hijack through the executor and system libraries", { skip: ENGINE_SKIP }, () => {
-  test("shadowed bash/timeout never run in the verifier (reward 0); a replaced system library is flagged and zeroed in strict; memory is capped by default", async () => {
+  test("eval defaults (shared, as Harbor): no hijack scores unflagged; a reward writer started through a shadow is refused; memory is capped by default", async () => {
     const flag = byName(await run({}));
+    for (const r of flag.values()) assert.equal(r.tamper?.verifier_isolation, "shared", r.task_name);
+    // the wrappers never run as tmax's tools (absolute paths) nor as test.sh's (run by /bin/bash); flagged
+    for (const name of ["wrap-bash", "wrap-timeout"]) {
+      const r = flag.get(name)!;
+      assert.deepEqual([r.reward, r.tamper?.flagged], [0, true], `${name}: ${JSON.stringify(r.tamper)}`);
+    }
+    const hog = flag.get("memory-hog")!;
+    assert.equal(hog.reward, 0, "3 GiB fit: the container has no memory limit");
+    const trialDir = new URL(hog.trial_uri).pathname;
+    assert.equal((await readFile(path.join(trialDir, "sandbox", "artifacts", "memory.max"), "utf8")).trim(), String(2048 * 1024 * 1024));
+    // what runs inside the tests' own Python is Harbor's too in shared mode: flagged (zeroed in strict, below)
+    for (const name of ["pytest11-plugin", "pytest11-workdir", "workdir-stdlib-shadow", "pytest-dep-shadow", "quarantine-flood", "custom-path-dir", ...(HAS_GCC ? ["stdbuf-lib"] : [])]) {
+      const r = flag.get(name)!;
+      assert.ok(r.reward === 0 || r.tamper?.flagged, `${name} scored ${r.reward} unflagged: ${JSON.stringify(r.tamper)}`);
+      assert.equal(r.tamper?.flagged, true, `${name}: ${JSON.stringify(r.tamper)}`);
+    }
+    const plugin = flag.get("pytest11-plugin")!;
+    assert.ok(plugin.tamper?.findings.some((f) => f.class === "test-runner" && f.path.endsWith("/entry_points.txt")), JSON.stringify(plugin.tamper));
+    assert.deepEqual(flag.get("workdir-stdlib-shadow")!.tamper?.findings.map((f) => [f.path, f.class]), [["/app/shlex.py", "module-shadow"]]);
+    assert.deepEqual(flag.get("pytest-dep-shadow")!.tamper?.findings.map((f) => [f.path, f.class]), [["/usr/local/lib/python3.11/dist-packages/attr/__init__.py", "test-runner"]]);
+    assert.deepEqual(flag.get("custom-path-dir")!.tamper?.findings.map((f) => [f.path, f.class]), [["/opt/tools/bin/python3", "interpreter"]]);
+    if (HAS_GCC) assert.deepEqual(flag.get("stdbuf-lib")!.tamper?.findings.map((f) => [f.path, f.class]), [["/usr/libexec/coreutils/libstdbuf.so", "loader"]]);
+
+    const strict = byName(await run({ integrity: "strict", filters: { include: ["pytest11-plugin", "pytest11-workdir", "workdir-stdlib-shadow", "pytest-dep-shadow", "quarantine-flood", "custom-path-dir", ...(HAS_GCC ? ["stdbuf-lib"] : [])] } }));
+    for (const r of strict.values()) assert.equal(r.reward, 0, `${r.task_name}: ${JSON.stringify(r.tamper)}`);
+    if (HAS_GCC) assert.equal(strict.get("stdbuf-lib")!.tamper?.flagged, true);
+    assert.deepEqual(containersUnder(tmp), [], "no container of this file left");
+  });
+
+  test("rollout's snapshot verifier: shadowed bash/timeout never run (reward 0), shadows and plugins are moved aside, a replaced system library is zeroed in strict", async () => {
+    const flag = byName(await run({ verifierIsolation: "snapshot", filters: { exclude: ["memory-hog"] } }));
     for (const name of ["wrap-bash", "wrap-timeout"]) {
       const r = flag.get(name)!;
       assert.ok(r, name);
@@ -133,35 +164,23 @@ describe("verifier hijack through the executor and system libraries", { skip: EN
       assert.equal(r.reward, 0, `${name} scored ${r.reward}: ${JSON.stringify(r.tamper)}`);
       assert.ok(r.tamper?.quarantined?.length, `${name}: nothing quarantined`);
     }
-    const hog = flag.get("memory-hog")!;
-    assert.equal(hog.reward, 0, "3 GiB fit: the container has no memory limit");
-    const trialDir = new URL(hog.trial_uri).pathname;
-    assert.equal((await readFile(path.join(trialDir, "sandbox", "artifacts", "memory.max"), "utf8")).trim(), String(2048 * 1024 * 1024));
     const plugin = flag.get("pytest11-plugin")!;
     assert.equal(plugin.tamper?.flagged, true, `pytest11-plugin not flagged (reward ${plugin.reward}): ${JSON.stringify(plugin.tamper)}`);
-    assert.ok(plugin.tamper?.findings.some((f) => f.class === "test-runner" && f.path.endsWith("/entry_points.txt")), JSON.stringify(plugin.tamper));
     assert.equal(plugin.reward, 0, "the plugin was moved aside before the tests");
     assert.deepEqual(plugin.tamper?.quarantined, ["/usr/local/lib/python3.11/dist-packages/zz_helpers-1.0.dist-info/entry_points.txt"]);
     const inWorkdir = flag.get("pytest11-workdir")!;
     assert.equal(inWorkdir.reward, 0);
     assert.deepEqual(inWorkdir.tamper?.quarantined, ["/app/zz_helpers-1.0.dist-info/entry_points.txt"]);
-    const shadow = flag.get("workdir-stdlib-shadow")!;
-    assert.deepEqual(shadow.tamper?.findings.map((f) => [f.path, f.class]), [["/app/shlex.py", "module-shadow"]], `reward ${shadow.reward}`);
-    const dep = flag.get("pytest-dep-shadow")!;
-    assert.deepEqual(dep.tamper?.findings.map((f) => [f.path, f.class]), [["/usr/local/lib/python3.11/dist-packages/attr/__init__.py", "test-runner"]], `reward ${dep.reward}`);
     const flood = flag.get("quarantine-flood")!;
     assert.deepEqual([flood.reward, flood.tamper?.quarantined], [0, ["/usr/local/bin/python3"]], JSON.stringify(flood.exception_info));
     const custom = flag.get("custom-path-dir")!;
-    assert.deepEqual(custom.tamper?.findings.map((f) => [f.path, f.class]), [["/opt/tools/bin/python3", "interpreter"]], `reward ${custom.reward}`);
     assert.deepEqual([custom.reward, custom.tamper?.quarantined], [0, ["/opt/tools/bin/python3"]]);
     if (HAS_GCC) {
       const lib = flag.get("stdbuf-lib")!;
       assert.equal(lib.tamper?.flagged, true, `stdbuf-lib not flagged (reward ${lib.reward}): ${JSON.stringify(lib.tamper)}`);
-      assert.deepEqual(lib.tamper?.findings.map((f) => [f.path, f.class]), [["/usr/libexec/coreutils/libstdbuf.so", "loader"]]);
-      const strict = byName(await run({ integrity: "strict", filters: { include: ["stdbuf-lib", "pytest11-plugin", "workdir-stdlib-shadow", "pytest-dep-shadow"] } }));
+      const strict = byName(await run({ integrity: "strict", verifierIsolation: "snapshot", filters: { include: ["stdbuf-lib", "workdir-stdlib-shadow", "pytest-dep-shadow"] } }));
       assert.equal(strict.get("workdir-stdlib-shadow")!.reward, 0);
       assert.equal(strict.get("pytest-dep-shadow")!.reward, 0);
-      assert.equal(strict.get("pytest11-plugin")!.reward, 0);
       assert.equal(strict.get("stdbuf-lib")!.reward, 0);
       assert.equal(strict.get("stdbuf-lib")!.tamper?.zeroed, true);
     }

@@ -4,8 +4,10 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
-import { addFindings, classifyPath, dirClass, tamperReport, tamperSummary } from "../../src/jobs/tamper.js";
+import { addFindings, classifyPath, dirClass, tamperReport, tamperSummary, type TamperReport } from "../../src/jobs/tamper.js";
 import { testCommands, testImports } from "../../src/jobs/toolchain.js";
+import { settleReward } from "../../src/jobs/trial.js";
+import { parseWatch } from "../../src/jobs/verifierRun.js";
 import { chooseIsolation, clampUnit, hardeningEnv, parseRewardJson, parseRewardText } from "../../src/jobs/verifier.js";
 import type { Task } from "../../src/tasks/types.js";
 
@@ -151,13 +153,16 @@ test("pytest hardening applies to TB-style test.sh only, and tasks can opt out",
   assert.equal(hardeningEnv(optOut), null);
 });
 
-test("isolation: flag, then task.toml, then the backend default", async () => {
+test("isolation: flag, then task.toml, then the command's default (eval/run: Harbor's shared; rollout: strong per backend)", async () => {
   const plain = await fakeTask("iso", "#!/bin/bash\n");
   const shared = await fakeTask("iso2", "#!/bin/bash\n", { verifier: { tmax_isolation: "shared" } });
-  assert.equal(chooseIsolation(plain, "docker"), "snapshot");
-  assert.equal(chooseIsolation(plain, "daytona"), "kill");
-  assert.equal(chooseIsolation(plain, "local"), "shared");
-  assert.equal(chooseIsolation(shared, "docker"), "shared");
+  const snap = await fakeTask("iso3", "#!/bin/bash\n", { verifier: { tmax_isolation: "snapshot" } });
+  for (const backend of ["docker", "daytona", "local"]) assert.equal(chooseIsolation(plain, backend), "shared", backend);
+  assert.equal(chooseIsolation(plain, "docker", undefined, "strong"), "snapshot");
+  assert.equal(chooseIsolation(plain, "daytona", undefined, "strong"), "kill");
+  assert.equal(chooseIsolation(plain, "local", undefined, "strong"), "shared");
+  assert.equal(chooseIsolation(shared, "docker", undefined, "strong"), "shared");
+  assert.equal(chooseIsolation(snap, "docker"), "snapshot");
   assert.equal(chooseIsolation(shared, "docker", "kill"), "kill");
 });
 
@@ -204,4 +209,37 @@ test("the commands test.sh runs and the modules its tests import", async () => {
   );
   assert.deepEqual(testCommands(task.testsDir).sort(), ["apt-get", "curl", "date", "python3", "sh", "uvx"]);
   assert.deepEqual(testImports(task.testsDir), ["gzip", "json", "more_itertools", "numpy", "os"]);
+});
+
+test("the watch's output: numbered lines, any gap, duplicate, early sampler end or missing END is a forgery", () => {
+  const clean = "\x02M1 START 1\nnoise\n\x02M2 EXIT 0\n\x02M3 STOP\n\x02S1 END 40\n\x02M4 END\n";
+  assert.deepEqual(parseWatch(clean, 0, false), { exitCode: 0, timedOut: false, forged: [], unknown: [], samples: 40 });
+  const signal = (out: string) => parseWatch(out, 0, false).forged.map((f) => f.signal);
+  // an agent process seen by the sampler, and a reward rewritten after test.sh returned
+  const seen = "\x02M1 START 1\n\x02S1 agent open pid=7 /logs/verifier/reward.txt\n\x02M2 EXIT 1\n\x02M3 FORGED reward-rewritten reward.txt bytes changed\n\x02M4 STOP\n\x02S2 END 3\n\x02M5 END\n";
+  assert.deepEqual(signal(seen), ["agent-process", "reward-rewritten"]);
+  assert.equal(parseWatch(seen, 0, false).exitCode, 1);
+  // lines injected through the pipe (a duplicate number), a missing END (the monitor was killed), an early stop
+  assert.deepEqual(signal(clean.replace("\x02M2 EXIT 0\n", "\x02M2 EXIT 0\n\x02M2 EXIT 0\n")), ["monitor"]);
+  assert.deepEqual(signal("\x02M1 START 1\n\x02M2 EXIT 0\n"), ["monitor", "monitor"]);
+  assert.deepEqual(signal("\x02M1 START 1\n\x02M2 EXIT 0\n\x02S1 END 2\n\x02M3 STOP\n\x02M4 END\n"), ["monitor"]);
+  assert.deepEqual(signal("\x02X1 whatever\n" + clean), ["monitor"]);
+  // an orphan of unknown origin only flags
+  const unknown = parseWatch(clean.replace("\x02M3 STOP", "\x02S1 unknown cwd pid=9 /tests\n\x02M3 STOP").replace("\x02S1 END 40", "\x02S2 END 40"), 0, false);
+  assert.deepEqual([unknown.forged, unknown.unknown.map((u) => u.signal)], [[], ["unknown-process"]]);
+  // a timeout is the verifier's timeout, not a forgery
+  assert.deepEqual(parseWatch("\x02M1 START 1\n\x02S1 TIMEOUT\n", 137, false).timedOut, true);
+});
+
+test("the reward a trial scores: clamped; 0 when forged (strict and flag), or flagged under strict; off changes nothing", () => {
+  const report = (over: Partial<TamperReport>): TamperReport => ({ ...tamperReport([], { mode: "flag" }), ...over });
+  assert.equal(settleReward({ reward: 1e6 }, undefined, "flag"), 1);
+  assert.equal(settleReward({ reward: -3 }, report({}), "strict"), 0);
+  const forged = report({ forged: true, flagged: true });
+  assert.equal(settleReward({ reward: 1 }, forged, "flag"), 0);
+  assert.equal(forged.zeroed, true);
+  assert.equal(settleReward({ reward: 1 }, report({ forged: true, flagged: true }), "off"), 1);
+  assert.equal(settleReward({ reward: 1 }, report({ flagged: true }), "flag"), 1);
+  assert.equal(settleReward({ reward: 1 }, report({ flagged: true }), "strict"), 0);
+  assert.match(tamperSummary(report({ forged: true, flagged: true, signals: [{ signal: "reward-rewritten", severity: "refuse", detail: "x" }] })), /^refused \(forged reward\): reward-rewritten$/);
 });
