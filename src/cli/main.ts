@@ -243,7 +243,7 @@ tasks
   .option("--isolation", "also run each task's oracle under every verifier isolation (shared, snapshot, kill) and report, one line each, the tasks whose honest outcome differs (cached; rollout then gives them Harbor's semantics)", false)
   .action(async (dir: string, o: { isolation?: boolean }) => {
     if (o.isolation) {
-      const { checkIsolation } = await import("../tasks/isolationCheck.js");
+      const { checkIsolation } = await import("../jobs/isolationCheck.js");
       const checks = await checkIsolation(path.resolve(dir), { onLine: (line) => console.log(stripControl(line)) });
       const differ = checks.filter((c) => c.differs).length;
       console.log(`${checks.length} task(s) checked: ${differ ? `${differ} whose honest outcome depends on the verifier isolation` : "the same honest outcome in every isolation"}`);

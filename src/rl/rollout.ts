@@ -27,7 +27,7 @@ import { streamProblem, tokenCounts } from "./tokens.js";
 import { seededRandom } from "../util/random.js";
 import { dropStaleGroups } from "./staleness.js";
 import { chooseIsolation, taskIsolation, type VerifierIsolation } from "../jobs/verifier.js";
-import { cachedIncompatible } from "../tasks/isolationCheck.js";
+import { cachedIncompatible } from "../jobs/isolationCheck.js";
 
 export interface RolloutOptions extends TrialSettings {
   datasetDir: string;

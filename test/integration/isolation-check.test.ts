@@ -8,7 +8,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { isolationFor } from "../../src/rl/rollout.js";
 import { loadDataset } from "../../src/tasks/load.js";
-import { cachedIncompatible, cachedIsolationCheck, checkIsolation } from "../../src/tasks/isolationCheck.js";
+import { cachedIncompatible, cachedIsolationCheck, checkIsolation } from "../../src/jobs/isolationCheck.js";
 import { ENGINE_SKIP } from "../support/env.js";
 import { SERVICE_TASK, writeAnswerTask } from "../support/forgeries.js";
 import { cp } from "node:fs/promises";

@@ -10,8 +10,8 @@ import path from "node:path";
 import type { SandboxBackendName } from "../sandbox/types.js";
 import { privateCacheDir } from "../util/cache.js";
 import { writeJsonAtomic } from "../util/fs.js";
-import type { Task } from "./types.js";
-import type { VerifierIsolation } from "../jobs/verifier.js";
+import type { Task } from "../tasks/types.js";
+import type { VerifierIsolation } from "./verifier.js";
 
 const MODES: readonly VerifierIsolation[] = ["shared", "snapshot", "kill"];
 
@@ -67,8 +67,8 @@ export interface IsolationCheckOptions {
 
 /** Runs the oracle of every task of `datasetDir` under each isolation, caches and returns the checks. */
 export async function checkIsolation(datasetDir: string, opts: IsolationCheckOptions = {}): Promise<IsolationCheck[]> {
-  const { runJob } = await import("../jobs/runner.js");
-  const { loadDataset } = await import("./load.js");
+  const { runJob } = await import("./runner.js");
+  const { loadDataset } = await import("../tasks/load.js");
   const { tasks } = await loadDataset(datasetDir);
   const work = await mkdtemp(path.join(opts.workDir ?? os.tmpdir(), "tmax-isolation-check-"));
   const byTask = new Map<string, IsolationCheck>(
