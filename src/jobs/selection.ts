@@ -65,5 +65,7 @@ export function withJoined(stored: JobConfig, joined: Record<string, string>): J
   const checksums = Object.fromEntries(Object.entries(stored.task_checksums).filter(([, c]) => c !== "invalid"));
   const leftOut = [...new Set([...(stored.invalid_tasks ?? []), ...oldStyle])].filter((n) => !(n in joined)).sort(byName);
   const { invalid_tasks: _, ...rest } = stored;
-  return { ...rest, task_checksums: { ...checksums, ...joined }, ...(leftOut.length ? { invalid_tasks: leftOut } : {}) };
+  // in name order, as a new config lists them (the comparison is of JSON texts)
+  const merged = Object.fromEntries(Object.entries({ ...checksums, ...joined }).sort(([a], [b]) => byName(a, b)));
+  return { ...rest, task_checksums: merged, ...(leftOut.length ? { invalid_tasks: leftOut } : {}) };
 }

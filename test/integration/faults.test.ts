@@ -2,7 +2,7 @@
 // (`| head`), SIGINT, SIGTERM, SIGHUP, kill -9 then resume or prune, an engine (API service) restart — and each time:
 // no finished trial lost or run twice, no container or snapshot image of the job left, the documented exit code,
 // and a resume (`--resume DIR` alone) that keeps the stored settings and finishes the job.
-// The verifiers sleep (word-count's 6 s), so that the fault lands while a trial is in its verifier phase.
+// The verifiers sleep (word-count's 10 s), so that the fault lands while a trial is in its verifier phase.
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -115,8 +115,8 @@ describe("fault table: eval on the example tasks", { skip: ENGINE_SKIP, concurre
   before(async () => {
     // the example tasks with 2 s verifiers
     await cp(EXAMPLES, DATASET, { recursive: true });
-    // hello-file finishes first; word-count is then in its verifier phase, for 6 s
-    for (const [t, sec] of [["hello-file", 1], ["word-count", 6], ["fix-script", 1]] as const) {
+    // hello-file finishes first; word-count is then in its verifier phase, for 10 s
+    for (const [t, sec] of [["hello-file", 1], ["word-count", 10], ["fix-script", 1]] as const) {
       const file = path.join(DATASET, t, "tests", "test.sh");
       const text = await readFile(file, "utf8");
       await writeFile(file, text.replace(/^#!.*\n/, (shebang) => `${shebang}sleep ${sec}\n`));
