@@ -19,7 +19,7 @@ export class InvalidTasksError extends Error {
 export interface TaskSelection {
   /** The tasks the job runs, sorted by name. */
   names: string[];
-  /** Left out (recorded in config.json as invalid_tasks), each with its one-line notice. */
+  /** Left out (recorded in config.json as invalid_tasks), by name, each with its one-line notice. */
   leftOut: Map<string, string>;
   /** Left out by an earlier run of the job and valid now: they join the job (with --retry-errors). */
   joined: string[];
@@ -51,7 +51,8 @@ export async function selectTasks(
     else if (storedLeftOut.has(n)) (o.retryErrors ? joined : validNow).push(n);
   }
   for (const n of validNow) leftOut.set(n, `left out: ${n} is valid now; --resume with --retry-errors adds it to the job`);
-  return { names: names.filter((n) => !leftOut.has(n)), leftOut, joined, validNow };
+  const sorted = new Map([...leftOut].sort(([a], [b]) => byName(a, b))); // config.json's invalid_tasks, in name order
+  return { names: names.filter((n) => !leftOut.has(n)), leftOut: sorted, joined, validNow };
 }
 
 /**
@@ -64,5 +65,7 @@ export function withJoined(stored: JobConfig, joined: Record<string, string>): J
   const checksums = Object.fromEntries(Object.entries(stored.task_checksums).filter(([, c]) => c !== "invalid"));
   const leftOut = [...new Set([...(stored.invalid_tasks ?? []), ...oldStyle])].filter((n) => !(n in joined)).sort(byName);
   const { invalid_tasks: _, ...rest } = stored;
-  return { ...rest, task_checksums: { ...checksums, ...joined }, ...(leftOut.length ? { invalid_tasks: leftOut } : {}) };
+  // in name order, as a new config lists them (the comparison is of JSON texts)
+  const merged = Object.fromEntries(Object.entries({ ...checksums, ...joined }).sort(([a], [b]) => byName(a, b)));
+  return { ...rest, task_checksums: merged, ...(leftOut.length ? { invalid_tasks: leftOut } : {}) };
 }

@@ -27,10 +27,14 @@ const jobId = (job: string) => readFileSync(path.join(job, ".tmax-job-id"), "utf
 
 /** What of the job is on the engine: containers (by its dir label) and snapshot images (by its id label). */
 function leftovers(job: string, host = DOCKER_HOST): { containers: string[]; images: string[] } {
-  const podman = (args: string[]) => spawnSync("podman", ["--url", host, ...args], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean);
-  const containers = podman(["ps", "-a", "--filter", `label=io.tmax.job-dir=${job}`, "--format", "{{.Names}}"]);
+  const containers = containersOf(job, host);
   const images = existsSync(path.join(job, ".tmax-job-id")) ? snapshotImages(`io.tmax.job=${jobId(job)}`, host) : [];
   return { containers, images };
+}
+
+function containersOf(job: string, host = DOCKER_HOST): string[] {
+  const out = spawnSync("podman", ["--url", host, "ps", "-a", "--filter", `label=io.tmax.job-dir=${job}`, "--format", "{{.Names}}"], { encoding: "utf8" }).stdout;
+  return out.trim().split("\n").filter(Boolean);
 }
 
 /** Snapshot images (intermediate ones included) with this label (podman ORs several label filters: one here). */
@@ -72,10 +76,10 @@ function tmax(args: string[], env: Record<string, string> = {}): Run {
 async function midJob(job: string, run: Run, o: { host?: string; verifier?: boolean } = {}): Promise<void> {
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline) {
-    const containers = finished(job).length >= 1 ? leftovers(job, o.host).containers : [];
+    const containers = finished(job).length >= 1 ? containersOf(job, o.host) : [];
     if (containers.some((c) => !o.verifier || c.includes("-verifier"))) return;
     if (run.child.exitCode !== null) break;
-    await sleep(100);
+    await sleep(200);
   }
   throw new Error(`no finished trial and running verifier in time:\n${run.out()}`);
 }
