@@ -139,7 +139,8 @@ export async function checkToolchain(input: { agent: Sandbox; target: Sandbox; t
     }
     const entries = py.sys_path;
     const workdir = path.posix.resolve("/", target.workdir);
-    const shadowAt = (dir: string, name: string) => [`${dir}/${name}`, `${dir}/${name}.py`, `${dir}/${name}.pyc`, `${dir}/${name}/__init__.py`];
+    // the package's __init__.py, or else the bare entry (a link to a package elsewhere lists only itself)
+    const shadowAt = (dir: string, name: string) => [changed.has(`${dir}/${name}/__init__.py`) ? `${dir}/${name}/__init__.py` : `${dir}/${name}`, `${dir}/${name}.py`, `${dir}/${name}.pyc`];
     const soShadow = (dir: string, name: string) => input.changes.some((c) => c.kind !== 2 && path.posix.dirname(c.path) === dir && c.path.slice(dir.length + 1).startsWith(`${name}.`) && c.path.endsWith(".so"));
     const seen = new Set<string>();
     for (const [name, file] of py.modules.filter(([, f]) => ours(f))) {
