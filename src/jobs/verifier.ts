@@ -142,11 +142,11 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
     const env = { ...(hardening ?? {}), ...resolveEnvTemplates(task.config.verifierEnv ?? {}, passedEnv(input.passEnv)) }; // [verifier.env] wins
 
     // The toolchain against the image, before any harness command runs where the tests will (toolchain.ts)
-    if (input.tamper) await toolchainCheck(input, target, isolation, env, input.tamper);
+    const linked = input.tamper ? await toolchainCheck(input, target, isolation, env, input.tamper) : [];
 
     // Commands the agent added earlier in PATH than the image's own (a fake python3, pytest, cmp …) go aside:
     // test.sh keeps the task's PATH, but not the agent's shadows. Only where no agent process survives.
-    const quarantined = isolation === "shared" ? [] : await quarantineShadows(target, input.changes ?? []);
+    const quarantined = isolation === "shared" ? [] : await quarantineShadows(target, [...(input.changes ?? []), ...linked]);
 
     // Fresh /logs/verifier and /tests; the tests arrive under a random name and move into place only now.
     const staging = `/.tmax-verifier-${randomBytes(12).toString("hex")}`;
@@ -181,9 +181,10 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
  * Runs the toolchain check in the verifier's container and adds its findings to the tamper report. Links the
  * agent made on the way to tmax's own tools (`/usr/bin` → a copy with another `timeout`) stop the verifier: no
  * harness command runs there (never an honest outcome). The agent container's changes are read again where it
- * is the verifier's container (kill, shared); a snapshot is what the scan saw.
+ * is the verifier's container (kill, shared); a snapshot is what the scan saw. Returns the changes under the
+ * agent's links at their place behind the link, for the quarantine.
  */
-async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: VerifierIsolation, env: Record<string, string>, tamper: TamperReport): Promise<void> {
+async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: VerifierIsolation, env: Record<string, string>, tamper: TamperReport): Promise<FileChange[]> {
   let changes = input.changes ?? [];
   if (isolation !== "snapshot" && input.sandbox.changes) changes = await input.sandbox.changes().catch(() => changes);
   let result;
@@ -192,11 +193,12 @@ async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: Ve
   } catch (e) {
     tamper.toolchain = { ms: 0, baseline_ms: 0, error: (e as Error).message.split("\n")[0]! };
     if (tamper.mode === "strict") tamper.flagged = true; // a check that could not run cannot vouch for the reward
-    return;
+    return [];
   }
   addFindings(tamper, result.findings);
   tamper.toolchain = { ms: result.ms, baseline_ms: result.baselineMs, ...(result.error ? { error: result.error } : {}) };
   if (result.unsafeHarness) throw new VerifierError("VerifierError", `tmax's own tools in the verifier's container are not the image's: ${result.unsafeHarness}`);
+  return result.linked; // the quarantine moves shadows behind the agent's links aside too
 }
 
 /** PATH dirs in resolution order (the usual image PATH). */
