@@ -69,7 +69,7 @@ export function classifyPath(p: string, workdir = "/"): TamperClass | null {
   if (dir === "/" && PYTEST_CONFIGS.has(base)) return "pytest-config";
   if (base.endsWith(".pth") && /\/(site|dist)-packages\//.test(p)) return "site-hook";
   if (/^(sitecustomize|usercustomize)(\.py|\.pyc|\.so|)$/.test(base) || /\/(sitecustomize|usercustomize)(\/|$)/.test(p)) return "site-hook";
-  if (/\/(site|dist)-packages\/(_pytest|pytest|pluggy|py|iniconfig|attr|attrs|packaging|exceptiongroup|tomli|colorama|pygments)(\/|\.py$|-|$)/.test(p) || /\/(site|dist)-packages\/(pytest|_pytest)\.py$/.test(p)) return "test-runner";
+  if (/\/(site|dist)-packages\/(_pytest|pytest|pluggy|py|iniconfig|attr|attrs|packaging|exceptiongroup|tomli|colorama|pygments)(\/|\.py$|-)/.test(p) || /\/(site|dist)-packages\/(pytest|_pytest)\.py$/.test(p)) return "test-runner";
   // any package's entry points: a `[pytest11]` entry registers a plugin pytest loads by itself (site-packages,
   // or a dist-info in the workdir, which is on sys.path for `python -m pytest`)
   if (/\.(dist|egg)-info\/entry_points\.txt$/.test(p)) return "test-runner";

@@ -45,6 +45,8 @@ interface Baseline {
 
 export interface ToolchainResult {
   findings: TamperFinding[];
+  /** Changes under a link the agent made, at their place behind the link (`/usr/local/bin/python3` for `/opt/x/python3`). */
+  linked: FileChange[];
   /** tmax's own tools in the verifier's container lead somewhere else than in the image (a link the agent made). */
   unsafeHarness?: string;
   /** Time the check took in the verifier's container, and the baseline's (0 when cached). */
@@ -62,7 +64,7 @@ const baselines = new Map<string, Promise<Baseline>>();
  */
 export async function checkToolchain(input: { agent: Sandbox; target: Sandbox; task: Task; env: Record<string, string>; changes: readonly FileChange[] }): Promise<ToolchainResult> {
   const { agent, target } = input;
-  if (!agent.imageId || !agent.pristine || !target.stat) return { findings: [], ms: 0, baselineMs: 0, error: `the ${agent.backend} backend cannot stat paths through the engine: toolchain not checked` };
+  if (!agent.imageId || !agent.pristine || !target.stat) return { findings: [], linked: [], ms: 0, baselineMs: 0, error: `the ${agent.backend} backend cannot stat paths through the engine: toolchain not checked` };
   const imports = testImports(input.task.testsDir);
   const commands = [...new Set([...ALWAYS, ...testCommands(input.task.testsDir)])].sort();
   const key = createHash("sha256")
@@ -83,6 +85,7 @@ export async function checkToolchain(input: { agent: Sandbox; target: Sandbox; t
   const ours = (f: string) => wd === "/" || !(f === wd || f.startsWith(`${wd}/`));
   const statOf = cachedStat(target);
   const findings: TamperFinding[] = [];
+  const linked: FileChange[] = [];
   const add = (p: string, change: TamperFinding["change"], cls: string) => findings.push({ path: p, change, class: cls });
 
   // 1. tmax's own tools and every file the probe listed: the same path resolution (links included) and the
@@ -113,6 +116,7 @@ export async function checkToolchain(input: { agent: Sandbox; target: Sandbox; t
     for (const under of input.changes) {
       if (under.kind === 2 || !under.path.startsWith(`${to}/`)) continue;
       const rel = under.path.slice(to.length + 1);
+      linked.push({ path: `${c.path}/${rel}`, kind: under.kind });
       const cls = classifyPath(`${c.path}/${rel}`);
       if (cls) add(`${c.path}/${rel.split("/")[0]}`, CHANGE[under.kind], cls);
     }
@@ -139,7 +143,8 @@ export async function checkToolchain(input: { agent: Sandbox; target: Sandbox; t
     }
     const entries = py.sys_path;
     const workdir = path.posix.resolve("/", target.workdir);
-    const shadowAt = (dir: string, name: string) => [`${dir}/${name}`, `${dir}/${name}.py`, `${dir}/${name}.pyc`, `${dir}/${name}/__init__.py`];
+    // the package's __init__.py, or else the bare entry (a link to a package elsewhere lists only itself)
+    const shadowAt = (dir: string, name: string) => [changed.has(`${dir}/${name}/__init__.py`) ? `${dir}/${name}/__init__.py` : `${dir}/${name}`, `${dir}/${name}.py`, `${dir}/${name}.pyc`];
     const soShadow = (dir: string, name: string) => input.changes.some((c) => c.kind !== 2 && path.posix.dirname(c.path) === dir && c.path.slice(dir.length + 1).startsWith(`${name}.`) && c.path.endsWith(".so"));
     const seen = new Set<string>();
     for (const [name, file] of py.modules.filter(([, f]) => ours(f))) {
@@ -172,7 +177,7 @@ export async function checkToolchain(input: { agent: Sandbox; target: Sandbox; t
     }
   }
   const unique = [...new Map(findings.map((f) => [`${f.path}\0${f.class}`, f])).values()];
-  return { findings: unique, ...(unsafeHarness ? { unsafeHarness } : {}), ms: Math.round(performance.now() - t1), baselineMs: cached ? 0 : Math.round(baseline.ms), ...(baseline.probe.errors.length && !py ? { error: baseline.probe.errors[0] } : {}) };
+  return { findings: unique, linked, ...(unsafeHarness ? { unsafeHarness } : {}), ms: Math.round(performance.now() - t1), baselineMs: cached ? 0 : Math.round(baseline.ms), ...(baseline.probe.errors.length && !py ? { error: baseline.probe.errors[0] } : {}) };
 }
 
 /** Lists the toolchain in a fresh container of the agent's image and stats every path of it there. */

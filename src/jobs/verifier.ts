@@ -207,12 +207,12 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
     const env = { ...(hardening ?? {}), ...resolveEnvTemplates(task.config.verifierEnv ?? {}, passedEnv(input.passEnv)) }; // [verifier.env] wins
 
     // The toolchain against the image, before any harness command runs where the tests will (toolchain.ts)
-    if (tamper) await toolchainCheck(input, target, isolation, env, tamper, changes ?? []);
+    const linked = tamper ? await toolchainCheck(input, target, isolation, env, tamper, changes ?? []) : [];
 
     // Commands the agent added earlier in PATH than the image's own (a fake python3, pytest, cmp …) go aside:
     // test.sh keeps the task's PATH, but not the agent's shadows. Only where no agent process survives (in
     // shared mode they are Harbor's: flagged by the tamper report, never moved).
-    const quarantined = isolation === "shared" ? [] : await quarantineShadows(target, changes ?? []);
+    const quarantined = isolation === "shared" ? [] : await quarantineShadows(target, [...(changes ?? []), ...linked]);
     if (tamper) tamper.quarantined = quarantined;
 
     if (tamper) tamper.verifier_hardened = hardening !== null;
@@ -274,9 +274,10 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
  * Runs the toolchain check in the verifier's container and adds its findings to the tamper report. Links the
  * agent made on the way to tmax's own tools (`/usr/bin` → a copy with another `timeout`) stop the verifier: no
  * harness command runs there (never an honest outcome). The agent container's changes are read again where it
- * is the verifier's container (kill, shared); a snapshot is what the scan saw.
+ * is the verifier's container (kill, shared); a snapshot is what the scan saw. Returns the changes under the
+ * agent's links at their place behind the link, for the quarantine.
  */
-async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: VerifierIsolation, env: Record<string, string>, tamper: TamperReport, scanned: readonly FileChange[]): Promise<void> {
+async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: VerifierIsolation, env: Record<string, string>, tamper: TamperReport, scanned: readonly FileChange[]): Promise<FileChange[]> {
   let changes = [...scanned];
   if (isolation !== "snapshot" && input.sandbox.changes) changes = await input.sandbox.changes().catch(() => changes);
   let result;
@@ -285,11 +286,12 @@ async function toolchainCheck(input: VerifyInput, target: Sandbox, isolation: Ve
   } catch (e) {
     tamper.toolchain = { ms: 0, baseline_ms: 0, error: (e as Error).message.split("\n")[0]! };
     if (tamper.mode === "strict") tamper.flagged = true; // a check that could not run cannot vouch for the reward
-    return;
+    return [];
   }
   addFindings(tamper, result.findings);
   tamper.toolchain = { ms: result.ms, baseline_ms: result.baselineMs, ...(result.error ? { error: result.error } : {}) };
   if (result.unsafeHarness) throw new VerifierError("VerifierError", `tmax's own tools in the verifier's container are not the image's: ${result.unsafeHarness}`);
+  return result.linked; // the quarantine moves shadows behind the agent's links aside too
 }
 
 /** The tamper report of the agent phase from the engine's changes list (none with integrity off, when only the quarantine needs the list). */

@@ -152,6 +152,8 @@ describe("the verifier's toolchain, checked against the image", { skip: ENGINE_S
         }
         assert.equal(r.tamper?.flagged, true, `${c.name} not flagged: ${show(r)}`);
         for (const [p, cls] of c.finds) assert.ok(found.includes(`${p} ${cls}`), `${c.name}: no ${cls} finding for ${p}: ${show(r)}`);
+        // in a snapshot the fake python3 behind the link is moved aside like one added in /usr/local/bin
+        if (c.name === "linked-local-bin" && isolation === "snapshot") assert.deepEqual([r.reward, r.tamper?.quarantined], [0, ["/usr/local/bin/python3"]], show(r));
         if (c.refused) {
           assert.equal(r.reward, 0, `${c.name}: ${show(r)}`);
           assert.match(r.exception_info?.exception_message ?? "", /tmax's own tools in the verifier's container are not the image's/);

@@ -101,7 +101,7 @@ test("tamper classes", () => {
     ["/app/output.txt", null],
     ["/app/_compression.py", "module-shadow"], // private stdlib module gzip/bz2/lzma import
     ["/app/_collections_abc.py", "module-shadow"],
-    ["/usr/lib/python3/dist-packages/_pytest", "test-runner"], // the package dir entry itself (replaced by a link)
+    ["/usr/lib/python3/dist-packages/_pytest", null], // the package dir entry itself: its files count (a link there: dirClass)
     ["/etc/hosts", "network-config"],
     ["/etc/resolv.conf", "network-config"],
     ["/etc/ssl/certs/ca-certificates.crt", "network-config"],
@@ -176,6 +176,7 @@ test("a replaced dir takes the class of what it holds or stands in", () => {
     ["/usr/lib/python3/dist-packages", "site-hook"],
     ["/usr/local/lib/python3.11/dist-packages", "site-hook"],
     ["/usr/lib/python3.11", "interpreter"],
+    ["/usr/lib/python3/dist-packages/_pytest", "test-runner"],
     ["/usr/lib/x86_64-linux-gnu", "loader"],
     ["/etc", "loader"],
     ["/etc/ssl", "network-config"],
