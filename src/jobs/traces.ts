@@ -48,19 +48,20 @@ export function findJobDirs(paths: string[]): string[] {
       out.push(dir);
       continue;
     }
-    const children = readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && !e.name.startsWith("."))
-      .map((e) => path.join(dir, e.name))
-      .filter((d) => holdsTrials(d))
-      .sort();
+    const children = childDirs(dir).filter(holdsTrials).sort();
     if (children.length === 0) throw new Error(`${p} is neither a job dir nor a dir of job dirs (no trial with a result.json)`);
     out.push(...children);
   }
   return out;
 }
 
+const childDirs = (dir: string) => readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith(".")).map((e) => path.join(dir, e.name));
+
+/** A trial dir holds a result.json and no dir below it does (a job dir holds a result.json too, over its trials'). */
+const isTrialDir = (dir: string) => existsSync(path.join(dir, "result.json")) && !childDirs(dir).some((d) => existsSync(path.join(d, "result.json")));
+
 function holdsTrials(dir: string): boolean {
-  return readdirSync(dir, { withFileTypes: true }).some((e) => e.isDirectory() && existsSync(path.join(dir, e.name, "result.json")));
+  return childDirs(dir).some(isTrialDir);
 }
 
 const successful = (t: ReadTrial) => t.reward > 0 && !t.exception_info;
