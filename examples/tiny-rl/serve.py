@@ -91,14 +91,11 @@ class Policy:
         gen = torch.Generator()
         gen.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
         ids, out, logprobs = list(prompt), [], []
-        limit = self.model.causal.shape[0]
         finish = "length"
         with self.lock:
             model, version = self.model, self.version
         for _ in range(max_tokens):
-            if len(ids) >= limit:
-                break
-            logp = torch.log_softmax(model(torch.tensor(ids, dtype=torch.long))[-1], dim=-1)
+            logp = torch.log_softmax(model(ids, [len(prompt)], [len(ids)])[0], dim=-1)
             k = int(torch.multinomial(logp.exp(), 1, generator=gen))
             tok = model.out_ids[k]
             ids.append(tok)
@@ -194,6 +191,7 @@ def make_handler(args, policy, tok, teacher):
                 return self.error(400, f"This model's maximum context length is {args.max_model_len} tokens. However, you requested {len(prompt) + max_tokens} tokens ({len(prompt)} in the messages, {max_tokens} in the completion).")
             ids, logprobs, finish, version = policy.sample(prompt, max_tokens, body.get("seed"))
             text = tok.ask(op="decode", ids=ids)["text"]
+            policy.completed()  # a scheduled reload lands before this answer leaves: the client sees the new version file
             self.reply(200, {
                 "id": f"cmpl-{uuid.uuid4().hex[:16]}", "object": "text_completion", "created": int(time.time()), "model": name,
                 "choices": [{
@@ -204,7 +202,6 @@ def make_handler(args, policy, tok, teacher):
                 "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(ids), "total_tokens": len(prompt) + len(ids)},
                 "policy_version": version,
             })
-            policy.completed()
 
         def chat(self, body):
             if teacher is None:

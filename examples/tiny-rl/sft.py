@@ -8,7 +8,7 @@ Adam, a fixed number of epochs; saved as policy version 0.
 The epochs are few on purpose: they teach the reply format and the candidate commands; which command fits
 which task is what the DPPO steps learn.
 
-Usage: sft.py SFT.jsonl --out policy.pt [--epochs 6] [--lr 3e-3] [--seed 0]
+Usage: sft.py SFT.jsonl --out policy.pt [--epochs 30] [--lr 3e-3] [--seed 0]
 """
 import argparse
 import json
@@ -50,7 +50,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sft")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -1,4 +1,4 @@
-"""The tiny policy: a causal transformer over Qwen3 token ids with a restricted output vocabulary.
+"""The tiny policy: a causal LM over Qwen3 token ids with a restricted output vocabulary.
 
 Inputs are any Qwen3 ids (hashed into BUCKETS embedding rows); outputs are the ~40 ids of vocab.json (the tokens
 that spell the toy tasks' replies and the tool-call wrapper), so log pi(token) is a log-softmax over those ids and
@@ -6,7 +6,6 @@ every other id has probability 0. The sampler (serve.py) and the learner (learn.
 same `token_logprobs`, in float32, on one CPU thread.
 """
 import json
-import math
 import os
 
 import torch
@@ -14,6 +13,7 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUCKETS = 8191  # prime: input id -> id % BUCKETS
+CTX_FEATURES = 256
 
 
 def load_vocab(path=os.path.join(HERE, "vocab.json")):
@@ -21,57 +21,73 @@ def load_vocab(path=os.path.join(HERE, "vocab.json")):
         return json.load(f)
 
 
-class Block(nn.Module):
-    """Pre-norm causal self-attention + MLP, written out (no fused fast paths: the same arithmetic every call)."""
-
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.heads = heads
-        self.ln1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-        self.ln2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-
-    def forward(self, x, causal):
-        t, d = x.shape
-        h = self.heads
-        q, k, v = self.qkv(self.ln1(x)).view(t, 3, h, d // h).permute(1, 2, 0, 3)  # 3 x [h, t, d/h]
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(d // h)
-        att = att.masked_fill(~causal[:t, :t], float("-inf")).softmax(-1)
-        x = x + self.out((att @ v).transpose(0, 1).reshape(t, d))
-        return x + self.mlp(self.ln2(x))
-
-
 class TinyLM(nn.Module):
-    def __init__(self, out_ids, dim=32, layers=2, heads=2, max_positions=1024):
+    """A neural n-gram LM conditioned on its context (Bengio et al.'s MLP LM, plus a bag of the context; R is fixed):
+
+        h_t = tanh(W_ctx unit(sum(R[context ids])) + E_1[x_{t-1}] + E_2[x_{t-2}] + P[t - turn start])
+        logits_t = W_out h_t  over the output ids
+
+    The context is the last user turn before the current one (the task, or the latest observation), the turn is the
+    span of sampled ids the position belongs to. It is causal (token t sees only ids before it) and cheap:
+    one sampled token costs one small matrix product, whatever the context length.
+    """
+
+    def __init__(self, out_ids, dim=64, max_turn_positions=96):
         super().__init__()
         self.out_ids = list(out_ids)
-        self.config = {"dim": dim, "layers": layers, "heads": heads, "max_positions": max_positions}
-        self.embed = nn.Embedding(BUCKETS, dim)
-        self.pos = nn.Embedding(max_positions, dim)
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(layers))
-        self.norm = nn.LayerNorm(dim)
+        self.config = {"dim": dim, "max_turn_positions": max_turn_positions}
+        # the context as a fixed random feature of its bag of ids (the same at every call, never trained): the
+        # tasks' different words make different unit vectors, and W_ctx learns what they mean
+        gen = torch.Generator().manual_seed(20240601)
+        self.register_buffer("ctx_features", torch.randn(BUCKETS, CTX_FEATURES, generator=gen), persistent=False)
+        self.ctx_proj = nn.Linear(CTX_FEATURES, dim, bias=False)
+        self.prev1 = nn.Embedding(BUCKETS, dim)
+        self.prev2 = nn.Embedding(BUCKETS, dim)
+        self.pos = nn.Embedding(max_turn_positions, dim)
         self.head = nn.Linear(dim, len(self.out_ids))
-        self.register_buffer("causal", torch.ones(max_positions, max_positions, dtype=torch.bool).tril(), persistent=False)
         self.index = {tok: i for i, tok in enumerate(self.out_ids)}
 
-    def forward(self, ids):
-        """ids: LongTensor [t] of Qwen3 ids -> logits [t, len(out_ids)] for the next token at each position."""
-        if ids.shape[0] > self.causal.shape[0]:
-            raise ValueError(f"sequence of {ids.shape[0]} tokens is longer than max_positions {self.causal.shape[0]}")
-        x = self.embed(ids % BUCKETS) + self.pos(torch.arange(ids.shape[0]))
-        for block in self.blocks:
-            x = block(x, self.causal)
-        return self.head(self.norm(x)).float()
+    def forward(self, ids, turn_start, positions):
+        """Logits [len(positions), n_out] of the next id at each position p (predicting ids[p] from ids[:p]);
+        turn_start[k] is where the sampled span containing positions[k] begins (its context is ids[:turn_start])."""
+        raw = ids
+        ids = torch.as_tensor(ids, dtype=torch.long) % BUCKETS
+        ctx_vec = {s: nn.functional.normalize(self.ctx_features[ids[last_user(raw, s):s]].sum(0), dim=0) for s in set(turn_start)}
+        ctx = torch.stack([ctx_vec[s] for s in turn_start])
+        p = torch.as_tensor(positions, dtype=torch.long)
+        st = torch.as_tensor(turn_start, dtype=torch.long)
+        h = torch.tanh(self.ctx_proj(ctx) + self.prev1(ids[p - 1]) + self.prev2(ids[p - 2]) + self.pos((p - st).clamp(max=self.pos.num_embeddings - 1)))
+        return self.head(h).float()
 
-    def logprobs_at(self, ids, positions):
-        """log pi of ids[p] given ids[:p], for each p in positions (all >= 1, all output ids); float32, with gradient."""
-        ids_t = torch.as_tensor(ids, dtype=torch.long)
-        logp = torch.log_softmax(self(ids_t[: max(positions)]), dim=-1)
-        rows = torch.tensor([p - 1 for p in positions], dtype=torch.long)
+    def logprobs_at(self, ids, positions, turn_start=None):
+        """log pi of ids[p] given ids[:p] for each p in positions (output ids; float32, with gradient). The turn of p
+        is the run of consecutive positions it belongs to unless turn_start says otherwise."""
+        if turn_start is None:
+            turn_start = spans_of(positions)
+        logp = torch.log_softmax(self(ids, turn_start, positions), dim=-1)
         targets = torch.tensor([self.index[ids[p]] for p in positions], dtype=torch.long)
-        return logp[rows, targets]
+        return logp.gather(-1, targets[:, None]).squeeze(-1)
+
+
+IM_START, USER = 151644, 872  # "<|im_start|>", "user"
+
+
+def last_user(ids, end):
+    """Where the last user turn before `end` begins (its ids after `<|im_start|>user`); 0 when there is none."""
+    for i in range(end - 2, -1, -1):
+        if ids[i] == IM_START and ids[i + 1] == USER:
+            return i + 2
+    return 0
+
+
+def spans_of(positions):
+    """The start of the run of consecutive positions each position belongs to (a sampled turn)."""
+    out, start = [], None
+    for i, p in enumerate(positions):
+        if i == 0 or p != positions[i - 1] + 1:
+            start = p
+        out.append(start)
+    return out
 
 
 def new_model(vocab, seed=0):

@@ -113,7 +113,7 @@ def main():
     ap.add_argument("--eval-samples", type=int, default=4, help="held-out seeds per task in each evaluation")
     ap.add_argument("--eval-seed", type=int, default=7, help="evaluation uses vLLM seeds eval-seed .. eval-seed + eval-samples - 1")
     ap.add_argument("--train-seed", type=int, default=1000, help="step k samples with seeds train-seed*k + i")
-    ap.add_argument("--sft-epochs", type=int, default=20)
+    ap.add_argument("--sft-epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     ap.add_argument("--max-staleness", type=int, default=0)
