@@ -208,6 +208,7 @@ rl.command("parquet <dir>")
     console.log(`wrote ${path.resolve(o.out)}`);
   });
 
+(await import("./traces.js")).registerTraces(program);
 const datasets = program.command("datasets").description("datasets from a registry in Harbor's format, cached under ~/.cache/tmax (or $XDG_CACHE_HOME/tmax)");
 datasets
   .command("list")

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Warm start of the tiny policy: supervised fine-tuning on the oracle trajectories that `tmax traces export`
+wrote (OpenAI messages JSONL). Each line becomes the token stream the train profile would build: the chat
+template's prompt (system + user + tools, via tokenizer.mjs) then, per assistant message, its text's ids and
+<|im_end|> (trained) and the observation wrapper after it (not trained). Cross-entropy on the trained ids,
+Adam, a fixed number of epochs; saved as policy version 0.
+
+The epochs are few on purpose: they teach the reply format and the candidate commands; which command fits
+which task is what the DPPO steps learn.
+
+Usage: sft.py SFT.jsonl --out policy.pt [--epochs 30] [--lr 3e-3] [--seed 0]
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+import torch
+
+import tinylm
+from serve import Tokenizer
+
+
+def observation_wrapper(text):
+    # src/agent/tokenLoop.ts observationWrapper: the text the harness appends after each executed call
+    return f"<|im_start|>user\n<tool_response>\n{text}\n</tool_response>\n<|im_end|>\n<|im_start|>assistant\n<think>\n"
+
+
+def stream_of(line, tok, vocab):
+    """(ids, positions of trained ids) of one SFT line."""
+    messages = line["messages"]
+    first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    ids = tok.ask(op="chat", messages=messages[:first], tools=line.get("tools"), add_generation_prompt=True)["ids"]
+    trained = []
+    for m in messages[first:]:
+        if m["role"] == "assistant":
+            reply = tok.ask(op="encode", text=m["content"])["ids"] + [vocab["im_end"]]
+            outside = [i for i in reply if i not in vocab["ids"]]
+            if outside:
+                sys.exit(f"reply has ids outside vocab.json ({outside[:5]}); run make_vocab.mjs")
+            trained += range(len(ids), len(ids) + len(reply))
+            ids += reply
+        elif m["role"] == "tool" and m is not messages[-1]:
+            ids += tok.ask(op="encode", text=observation_wrapper(m["content"]))["ids"]
+    return ids, trained
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sft")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    tinylm.setup_torch()
+    vocab = tinylm.load_vocab()
+    with open(args.sft, encoding="utf-8") as f:
+        lines = [json.loads(l) for l in f if l.strip()]
+    if not lines:
+        sys.exit(f"{args.sft}: no trajectories")
+    tok = Tokenizer()
+    try:
+        data = [stream_of(l, tok, vocab) for l in lines]
+    finally:
+        tok.close()
+    model = tinylm.new_model(vocab, args.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    order = random.Random(args.seed)
+    history = []
+    for epoch in range(args.epochs):
+        order.shuffle(data)
+        total, count = 0.0, 0
+        for ids, pos in data:
+            opt.zero_grad(set_to_none=True)
+            loss = -model.logprobs_at(ids, pos).mean()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(pos)
+            count += len(pos)
+        history.append(total / count)
+        print(f"sft epoch {epoch + 1}: mean NLL per reply token {total / count:.4f}", flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tinylm.save(model, args.out, 0, {"sft": {"file": os.path.abspath(args.sft), "lines": len(lines), "epochs": args.epochs, "nll": history}})
+    print(json.dumps({"out": args.out, "lines": len(lines), "epochs": args.epochs, "final_nll": history[-1]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+#!/bin/bash
+cd /app && head -n 1 data.txt > answer.txt

@@ -1,0 +1,2 @@
+#!/bin/bash
+cd /app && tac data.txt > answer.txt

@@ -1,0 +1,114 @@
+"""The tiny policy: a causal LM over Qwen3 token ids with a restricted output vocabulary.
+
+Inputs are any Qwen3 ids (hashed into BUCKETS embedding rows); outputs are the ~40 ids of vocab.json (the tokens
+that spell the toy tasks' replies and the tool-call wrapper), so log pi(token) is a log-softmax over those ids and
+every other id has probability 0. The sampler (serve.py) and the learner (learn.py, sft.py) score tokens with the
+same `token_logprobs`, in float32, on one CPU thread.
+"""
+import json
+import os
+
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUCKETS = 8191  # prime: input id -> id % BUCKETS
+CTX_FEATURES = 256
+
+
+def load_vocab(path=os.path.join(HERE, "vocab.json")):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class TinyLM(nn.Module):
+    """A neural n-gram LM conditioned on its context (Bengio et al.'s MLP LM, plus a bag of the context; R is fixed):
+
+        h_t = tanh(W_ctx unit(sum(R[context ids])) + E_1[x_{t-1}] + E_2[x_{t-2}] + P[t - turn start])
+        logits_t = W_out h_t  over the output ids
+
+    The context is the last user turn before the current one (the task, or the latest observation), the turn is the
+    span of sampled ids the position belongs to. It is causal (token t sees only ids before it) and cheap:
+    one sampled token costs one small matrix product, whatever the context length.
+    """
+
+    def __init__(self, out_ids, dim=64, max_turn_positions=96):
+        super().__init__()
+        self.out_ids = list(out_ids)
+        self.config = {"dim": dim, "max_turn_positions": max_turn_positions}
+        # the context as a fixed random feature of its bag of ids (the same at every call, never trained): the
+        # tasks' different words make different unit vectors, and W_ctx learns what they mean
+        gen = torch.Generator().manual_seed(20240601)
+        self.register_buffer("ctx_features", torch.randn(BUCKETS, CTX_FEATURES, generator=gen), persistent=False)
+        self.ctx_proj = nn.Linear(CTX_FEATURES, dim, bias=False)
+        self.prev1 = nn.Embedding(BUCKETS, dim)
+        self.prev2 = nn.Embedding(BUCKETS, dim)
+        self.pos = nn.Embedding(max_turn_positions, dim)
+        self.head = nn.Linear(dim, len(self.out_ids))
+        self.index = {tok: i for i, tok in enumerate(self.out_ids)}
+
+    def forward(self, ids, turn_start, positions):
+        """Logits [len(positions), n_out] of the next id at each position p (predicting ids[p] from ids[:p]);
+        turn_start[k] is where the sampled span containing positions[k] begins (its context is ids[:turn_start])."""
+        raw = ids
+        ids = torch.as_tensor(ids, dtype=torch.long) % BUCKETS
+        ctx_vec = {s: nn.functional.normalize(self.ctx_features[ids[last_user(raw, s):s]].sum(0), dim=0) for s in set(turn_start)}
+        ctx = torch.stack([ctx_vec[s] for s in turn_start])
+        p = torch.as_tensor(positions, dtype=torch.long)
+        st = torch.as_tensor(turn_start, dtype=torch.long)
+        h = torch.tanh(self.ctx_proj(ctx) + self.prev1(ids[p - 1]) + self.prev2(ids[p - 2]) + self.pos((p - st).clamp(max=self.pos.num_embeddings - 1)))
+        return self.head(h).float()
+
+    def logprobs_at(self, ids, positions, turn_start=None):
+        """log pi of ids[p] given ids[:p] for each p in positions (output ids; float32, with gradient). The turn of p
+        is the run of consecutive positions it belongs to unless turn_start says otherwise."""
+        if turn_start is None:
+            turn_start = spans_of(positions)
+        logp = torch.log_softmax(self(ids, turn_start, positions), dim=-1)
+        targets = torch.tensor([self.index[ids[p]] for p in positions], dtype=torch.long)
+        return logp.gather(-1, targets[:, None]).squeeze(-1)
+
+
+IM_START, USER = 151644, 872  # "<|im_start|>", "user"
+
+
+def last_user(ids, end):
+    """Where the last user turn before `end` begins (its ids after `<|im_start|>user`); 0 when there is none."""
+    for i in range(end - 2, -1, -1):
+        if ids[i] == IM_START and ids[i + 1] == USER:
+            return i + 2
+    return 0
+
+
+def spans_of(positions):
+    """The start of the run of consecutive positions each position belongs to (a sampled turn)."""
+    out, start = [], None
+    for i, p in enumerate(positions):
+        if i == 0 or p != positions[i - 1] + 1:
+            start = p
+        out.append(start)
+    return out
+
+
+def new_model(vocab, seed=0):
+    torch.manual_seed(seed)
+    return TinyLM(vocab["ids"])
+
+
+def save(model, path, version, extra=None):
+    """Weights + policy version, written whole (tmp + rename) so a reader never sees half a file."""
+    tmp = path + ".partial"
+    torch.save({"state": model.state_dict(), "out_ids": model.out_ids, "config": model.config, "version": version, **(extra or {})}, tmp)
+    os.replace(tmp, path)
+
+
+def load(path):
+    ck = torch.load(path)
+    model = TinyLM(ck["out_ids"], **ck["config"])
+    model.load_state_dict(ck["state"])
+    return model, ck["version"]
+
+
+def setup_torch():
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
