@@ -78,15 +78,16 @@ describe("agent episodes in podman", { skip: ENGINE_SKIP }, () => {
     assert.equal(train.trajectory.steps[0].executions![0].observation, "before\n\nCommand timed out after 2s.\n\n\n(exit_code=124)");
   });
 
-  test("a 5 MB flood is capped at 1 MiB and truncated head/tail exactly", async () => {
-    const { trajectory } = await episode(scripted([cmd("head -c 5000000 /dev/zero | tr '\\0' 'x'"), cmd(SUBMIT)]));
-    const exec = trajectory.steps[0].executions![0];
-    assert.equal(exec.outputTruncated, true);
+  test("a 5 MB flood: eval reads all of it (as Harbor does; 16 MiB bound), train caps at 1,000,000 bytes; head/tail exact", async () => {
+    const flood = cmd("head -c 5000000 /dev/zero | tr '\\0' 'x'");
     const x = "x".repeat(5000);
-    assert.equal(
-      exec.observation,
-      `${TOO_LONG_HINT}\n\n---- HEAD (5000 chars) ----\n${x}\n---- ${(1 << 20) - 10_000} chars elided ----\n---- TAIL (5000 chars) ----\n${x}\n\n(exit_code=0)`,
-    );
+    const truncated = (n: number) => `${TOO_LONG_HINT}\n\n---- HEAD (5000 chars) ----\n${x}\n---- ${n - 10_000} chars elided ----\n---- TAIL (5000 chars) ----\n${x}\n\n(exit_code=0)`;
+    const evalRun = (await episode(scripted([flood, cmd(SUBMIT)]))).trajectory.steps[0].executions![0];
+    assert.equal(evalRun.outputTruncated, false);
+    assert.equal(evalRun.observation, truncated(5_000_000));
+    const trainRun = (await episode(scripted([flood, cmd(SUBMIT)]), { profile: "train" })).trajectory.steps[0].executions![0];
+    assert.equal(trainRun.outputTruncated, true);
+    assert.equal(trainRun.observation, truncated(1_000_000));
   });
 
   test("the step cap ends an episode that never submits", async () => {
