@@ -781,19 +781,27 @@ async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Pr
 async function checkEngine(docker: Docker): Promise<{ ok: boolean; detail: string; fix?: string }> {
   const address = engineAddress(docker);
   const fix = "run `npm run setup` (installs and starts podman) or set DOCKER_HOST to a running engine";
-  try {
-    const version = await withDeadline(
-      (async () => {
-        await docker.ping();
-        return docker.version();
-      })(),
-      15_000, // a loaded engine can be slow; an absent one fails at once (ECONNREFUSED/ENOENT)
-    );
-    const engine = version.Components?.[0]?.Name ?? "Docker Engine";
-    return { ok: true, detail: `${engine} ${version.Version} (API ${version.ApiVersion}) at ${address}` };
-  } catch (err) {
-    const why = isUnreachable(err) ? (err as { code: string }).code : engineMessage(err);
-    return { ok: false, detail: `cannot reach the container engine at ${address} (${why})`, fix };
+  // A loaded engine can be slow to answer: a time-out is asked again with more patience (15, 30, then 45 s);
+  // an absent one fails at once (ECONNREFUSED/ENOENT/EACCES).
+  for (const deadlineMs of [15_000, 30_000, 45_000]) {
+    try {
+      const version = await withDeadline(
+        (async () => {
+          await docker.ping();
+          return docker.version();
+        })(),
+        deadlineMs,
+      );
+      const engine = version.Components?.[0]?.Name ?? "Docker Engine";
+      return { ok: true, detail: `${engine} ${version.Version} (API ${version.ApiVersion}) at ${address}` };
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const absent = code === "ECONNREFUSED" || code === "ENOENT" || code === "EACCES" || code === "EPERM" || code === "ENOTFOUND";
+      if (!absent && deadlineMs < 45_000) continue;
+      const why = isUnreachable(err) ? (err as { code: string }).code : engineMessage(err);
+      return { ok: false, detail: `cannot reach the container engine at ${address} (${why})`, fix };
+    }
   }
+  return { ok: false, detail: `cannot reach the container engine at ${address}`, fix };
 }
 
