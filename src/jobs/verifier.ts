@@ -205,7 +205,8 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
       const place = await harnessExec(target, `${MV} ${staging}/${shellQuote(base)} /tests && ${RM} -rf ${staging}`, 60, isolation === "shared");
       if (place.exitCode !== 0) throw new VerifierError("VerifierError", `could not move the tests to /tests: ${place.stderr.trim().split("\n")[0]}`);
       // test.sh runs with the task's own PATH (its tools may live in /usr/local/bin); only the outer bash is absolute.
-      const run = await target.exec([BASH, "-c", `${BASH} /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1`], { cwd: target.workdir, env, timeoutSec, signal });
+      // (in the agent's container, an exec of its own: never through the executor whose pipes the agent can reach)
+      const run = await target.exec([BASH, "-c", `${BASH} /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1`], { cwd: target.workdir, env, timeoutSec, signal, direct: isolation === "shared" });
       await mkdir(path.join(trialDir, "verifier"), { recursive: true });
       if (run.timedOut) throw new VerifierError("VerifierTimeoutError", `verifier did not finish within ${timeoutSec}s`);
       exitCode = run.exitCode;
