@@ -231,7 +231,8 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
       if (place.exitCode !== 0) throw new VerifierError("VerifierError", `could not move the tests to /tests: ${place.stderr.trim().split("\n")[0]}`);
       // test.sh runs with the task's own PATH (its tools may live in /usr/local/bin); only the outer bash is absolute.
       const redirect = apart ? "> /logs/verifier/test-stdout.txt 2> /logs/verifier/test-stderr.txt" : "> /logs/verifier/test-stdout.txt 2>&1";
-      const run = await target.exec([BASH, "-c", `${BASH} /tests/test.sh ${redirect}`], { cwd: target.workdir, env, timeoutSec, signal });
+      // (in the agent's container, an exec of its own: never through the executor whose pipes the agent can reach)
+      const run = await target.exec([BASH, "-c", `${BASH} /tests/test.sh ${redirect}`], { cwd: target.workdir, env, timeoutSec, signal, direct: isolation === "shared" });
       exitCode = run.exitCode;
       timedOut = run.timedOut;
     } else {

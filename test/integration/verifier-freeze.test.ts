@@ -42,6 +42,12 @@ setsid nohup python3 /tmp/.race.py > /dev/null 2>&1 < /dev/null &
 sleep 0.5
 `;
 
+// S11: the verifier's network files; test.sh scores 1 only when it sees the engine's, not the agent's edits
+const NETWORK_TEST_SH = `#!/bin/bash
+mkdir -p /logs/verifier
+if grep -q evil.example /etc/hosts || grep -q 203.0.113.9 /etc/resolv.conf; then echo 0; else echo 1; fi > /logs/verifier/reward.txt
+`;
+
 async function writeTask(name: string, solve: string, toml = "", steps?: string[]): Promise<void> {
   const dir = path.join(dataset, name);
   for (const d of ["environment", "solution", "tests"]) await mkdir(path.join(dir, d), { recursive: true });
@@ -63,6 +69,8 @@ before(async () => {
   await writeTask("steps-fake-python", `printf '${FAKE_PYTHON("1e6").replace(/\n/g, "\\n")}' > /usr/local/bin/python3\nchmod +x /usr/local/bin/python3\n`, 'multi_step_reward_strategy = "mean"\n', ["one", "two"]);
   await writeTask("steps-honest", "echo 42 > /app/answer.txt\n", 'multi_step_reward_strategy = "mean"\n', ["one", "two"]);
   await writeTask("sparse-6g", "truncate -s 6G /var/tmp/sparse && echo 42 > /app/answer.txt\n");
+  await writeTask("network-files", "echo '203.0.113.9 evil.example pkg.example' >> /etc/hosts\necho 'nameserver 203.0.113.9' > /etc/resolv.conf\n");
+  await writeFile(path.join(dataset, "network-files", "tests", "test.sh"), NETWORK_TEST_SH);
 });
 after(async () => {
   removeContainersUnder(tmp);
@@ -96,6 +104,15 @@ describe("verifier freeze, multi-step verify path, snapshot size cap", { skip: E
     const strict = byName(await run({ integrity: "strict", verifierIsolation: "snapshot", filters: { include: ["steps-fake-python"] } })).get("steps-fake-python")!;
     assert.equal(strict.reward, 0, JSON.stringify(strict.step_results));
     assert.deepEqual(strict.step_results?.map((s) => s.tamper?.quarantined), [["/usr/local/bin/python3"], ["/usr/local/bin/python3"]]);
+    assert.deepEqual(containersUnder(tmp), [], "no container of this file left");
+  });
+
+  test("S11: a snapshot verifier gets the engine's /etc/hosts and resolv.conf; shared mode sees the agent's, as Harbor", async () => {
+    const snap = byName(await run({ verifierIsolation: "snapshot", filters: { include: ["network-files"] } })).get("network-files")!;
+    assert.equal(snap.reward, 1, `the snapshot saw the agent's network files: ${JSON.stringify(snap.exception_info)}`);
+    const shared = byName(await run({ filters: { include: ["network-files"] } })).get("network-files")!;
+    assert.equal(shared.tamper?.verifier_isolation, "shared");
+    assert.equal(shared.reward, 0);
     assert.deepEqual(containersUnder(tmp), [], "no container of this file left");
   });
 

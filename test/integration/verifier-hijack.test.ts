@@ -124,7 +124,7 @@ let runs = 0;
 const run = (over: Parameters<typeof jobOptions>[1]) => runJob(jobOptions(tmp, { datasetDir: dataset, jobDir: path.join(tmp, `${RUN}-${runs++}`), concurrency: 3, ...over }));
 
 describe("verifier hijack through the executor and system libraries", { skip: ENGINE_SKIP }, () => {
-  test("eval defaults (shared, as Harbor): no hijack scores unflagged; a reward writer started through a shadow is refused; memory is capped by default", async () => {
+  test("eval defaults (shared, as Harbor): no hijack scores unflagged, shadowed bash/timeout never run; memory is capped by default", async () => {
     const flag = byName(await run({}));
     for (const r of flag.values()) assert.equal(r.tamper?.verifier_isolation, "shared", r.task_name);
     // the wrappers never run as tmax's tools (absolute paths) nor as test.sh's (run by /bin/bash); flagged
@@ -181,8 +181,9 @@ describe("verifier hijack through the executor and system libraries", { skip: EN
       const strict = byName(await run({ integrity: "strict", verifierIsolation: "snapshot", filters: { include: ["stdbuf-lib", "workdir-stdlib-shadow", "pytest-dep-shadow"] } }));
       assert.equal(strict.get("workdir-stdlib-shadow")!.reward, 0);
       assert.equal(strict.get("pytest-dep-shadow")!.reward, 0);
+      // nothing of tmax's runs stdbuf in the snapshot any more (the watch uses builtins): the writer never starts
       assert.equal(strict.get("stdbuf-lib")!.reward, 0);
-      assert.equal(strict.get("stdbuf-lib")!.tamper?.zeroed, true);
+      assert.equal(strict.get("stdbuf-lib")!.tamper?.flagged, true);
     }
     assert.deepEqual(containersUnder(tmp), [], "no container of this file left");
   });
