@@ -53,6 +53,7 @@ if (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 501 )); then ctl "F bash $BASH
 # to its own) and its umask; every command gets exactly these again
 base=()
 while IFS= read -r -d '' kv; do base+=("$kv"); done < /proc/$$/environ
+(( ${"$"}{#base[@]} > 0 )) || { ctl "F cannot read the exec environment from /proc"; exit 4; }
 umask0=$(umask)
 declare -A T
 for c in timeout stdbuf head wc env stat cat rm mkdir; do
