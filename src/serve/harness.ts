@@ -246,8 +246,8 @@ export class HarnessEpisode {
     let ids: number[];
     const asCall = callOf(a);
     if (asCall) {
-      // a bash call written as the model writes it (Qwen XML), ending its turn
-      text = `${renderQwenXmlToolCall("bash", { command: asCall.command })}<|im_end|>`;
+      // the call written as the model writes it (Qwen XML), ending its turn
+      text = `${renderQwenXmlToolCall(asCall.name, asCall.argsObject)}<|im_end|>`;
       ids = await real.tokenizeText(text);
     } else {
       text = a.text ?? (await detokenize(real, a.token_ids!));
@@ -357,19 +357,19 @@ export class HarnessEpisode {
 }
 
 /** The bash command an action carries as a call (command / tool_call), if it is one. */
-function callOf(a: HarnessAction): { id?: string; name: string; command: string; args: string } | null {
-  if (a.command !== undefined) return { name: "bash", command: a.command, args: JSON.stringify({ command: a.command }) };
+function callOf(a: HarnessAction): { id?: string; name: string; args: string; argsObject: Record<string, unknown> } | null {
+  if (a.command !== undefined) return { name: "bash", args: JSON.stringify({ command: a.command }), argsObject: { command: a.command } };
   if (!a.tool_call) return null;
   const raw = a.tool_call.arguments;
   const args = typeof raw === "string" ? raw : JSON.stringify(raw);
-  let command = "";
+  let argsObject: Record<string, unknown> = {};
   try {
-    const parsed = typeof raw === "string" ? JSON.parse(raw) : raw;
-    if (typeof parsed?.command === "string") command = parsed.command;
+    const parsed: unknown = typeof raw === "string" ? JSON.parse(raw) : raw;
+    if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) argsObject = parsed as Record<string, unknown>;
   } catch {
-    // not JSON: the loop reports it to the model as its format error
+    // not JSON: eval's loop reports it to the model as its format error; train's sees a call without arguments
   }
-  return { ...(a.tool_call.id ? { id: a.tool_call.id } : {}), name: a.tool_call.name, command, args };
+  return { ...(a.tool_call.id ? { id: a.tool_call.id } : {}), name: a.tool_call.name, args, argsObject };
 }
 
 let callSeq = 0;

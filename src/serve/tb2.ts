@@ -59,6 +59,7 @@ const DEFAULT_SESSION = "tb2-session";
 export class Tb2Episode {
   readonly kind = "tb2" as const;
   private sandbox: Sandbox | null;
+  private removal: Promise<void> | null = null;
   private readonly state: Tb2State;
 
   private constructor(
@@ -154,22 +155,28 @@ export class Tb2Episode {
     return { observation: this.observation(action.action_type, { output, success, error, session_id: sessionId, info }), reward, done };
   }
 
-  /** Tamper report and verifier on the live sandbox, then the sandbox goes (the agent must not see the tests). */
+  /**
+   * Tamper report and verifier on the live sandbox, then the sandbox goes (the agent must not see the tests).
+   * The reward is answered while the removal runs; the session's slot is held until it is done (close() waits).
+   */
   private async finish(signal?: AbortSignal) {
     const sandbox = this.sandbox!;
     try {
       return await scoreSandbox(this.env, this.task, sandbox, this.trialDir, signal);
     } finally {
-      await this.close();
+      void this.close();
     }
   }
 
-  /** Removes the sandbox; idempotent. */
-  async close(): Promise<void> {
-    const sandbox = this.sandbox;
-    this.sandbox = null;
-    this.state.terminal_ready = false;
-    await sandbox?.remove();
+  /** Removes the sandbox; idempotent, every caller waits for the same removal. */
+  close(): Promise<void> {
+    if (!this.removal) {
+      const sandbox = this.sandbox;
+      this.sandbox = null;
+      this.state.terminal_ready = false;
+      this.removal = sandbox ? sandbox.remove().catch(() => undefined) : Promise.resolve();
+    }
+    return this.removal;
   }
 
   private observation(actionType: string, o: Partial<Tb2Observation>): Tb2Observation {

@@ -227,7 +227,7 @@ describe("tmax serve: sessions are resources", { skip: ENGINE_SKIP }, () => {
       assert.equal(step.status, 409);
 
       const s = await WsSession.open(serve.wsUrl);
-      assert.deepEqual(await s.request("not json"), { type: "error", data: { message: "Invalid JSON: Unexpected token 'o', \"not json\" is not valid JSON", code: "INVALID_JSON" } });
+      assert.deepEqual(await s.requestRaw("not json"), { type: "error", data: { message: "Invalid JSON: Unexpected token 'o', \"not json\" is not valid JSON", code: "INVALID_JSON" } });
       assert.deepEqual(await s.request({ type: "mcp", data: {} }), { type: "error", data: { message: "Unknown message type: mcp", code: "UNKNOWN_TYPE" } });
       const bad = await s.request({ type: "state", data: {} });
       assert.equal(bad.data.code, "VALIDATION_ERROR");

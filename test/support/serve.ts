@@ -59,24 +59,23 @@ export function containersOfJob(jobId: string): string[] {
 
 /** A WebSocket session speaking OpenEnv's messages; `request` resolves with the raw response (errors included). */
 export class WsSession {
-  private constructor(private readonly ws: WebSocket, private readonly queue: unknown[], private waiter: ((m: unknown) => void) | null) {}
+  /** Responses not yet asked for, and askers waiting in order (the server answers in order). */
+  private readonly queue: unknown[] = [];
+  private readonly waiters: ((m: unknown) => void)[] = [];
+  private constructor(private readonly ws: WebSocket) {}
 
   static open(url: string, headers: Record<string, string> = {}): Promise<WsSession> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url, { headers, maxPayload: 128 * 1024 * 1024 });
-      const session = new WsSession(ws, [], null);
+      const session = new WsSession(ws);
       ws.on("message", (raw) => {
         const m = JSON.parse(raw.toString());
-        if (session.waiter) {
-          const w = session.waiter;
-          session.waiter = null;
-          w(m);
-        } else session.queue.push(m);
+        const w = session.waiters.shift();
+        if (w) w(m);
+        else session.queue.push(m);
       });
       ws.on("close", () => {
-        const w = session.waiter;
-        session.waiter = null;
-        w?.({ type: "closed" });
+        for (const w of session.waiters.splice(0)) w({ type: "closed" });
       });
       ws.once("open", () => resolve(session));
       ws.once("error", reject);
@@ -87,12 +86,27 @@ export class WsSession {
   next(): Promise<any> {
     if (this.queue.length) return Promise.resolve(this.queue.shift());
     if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve({ type: "closed" });
-    return new Promise((resolve) => (this.waiter = resolve));
+    return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  async request(message: unknown): Promise<any> {
-    this.ws.send(JSON.stringify(message));
+  /** Sends text as is (not JSON-encoded) and waits for the answer. */
+  async requestRaw(text: string): Promise<any> {
+    this.ws.send(text);
     return this.next();
+  }
+
+  /** Sends and waits for the answer; a server that does not answer within `timeoutMs` fails the request. */
+  async request(message: unknown, timeoutMs = 600_000): Promise<any> {
+    this.ws.send(JSON.stringify(message));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer to ${JSON.stringify(message).slice(0, 80)} within ${timeoutMs / 1000}s`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.next(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   reset(data: Record<string, unknown> = {}) {
