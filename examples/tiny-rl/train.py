@@ -78,10 +78,16 @@ class Server:
 
 def run(cmd, log=None, check=True):
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    if log:
-        with open(log, "a") as f:
-            f.write(r.stdout)
+    for attempt in range(8):
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        if log:
+            with open(log, "a") as f:
+                f.write(r.stdout)
+        # tmax refuses to start when a loaded engine does not answer its preflight in time: nothing ran, try again
+        if r.returncode == 0 or "cannot reach the container engine" not in r.stdout or attempt == 7:
+            break
+        print(f"  the engine did not answer tmax's preflight; again in {min(180, 30 * (attempt + 1))} s", flush=True)
+        time.sleep(min(180, 30 * (attempt + 1)))
     if check and r.returncode != 0:
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-3000:]}")
     return r

@@ -13,6 +13,8 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { loadPromptFile } from "../../src/agent/promptFile.js";
 import { bashTool } from "../../src/model/client.js";
+import { discoverSources } from "../../src/explore/load.js";
+import { loadRunIndex, stepAggregates } from "../../src/explore/rlIndex.js";
 import { analyzeRun } from "../../src/rl/analyze.js";
 import { parseJsonWithNaN } from "../../src/rl/openInstruct.js";
 import { readRollouts } from "../../src/rl/records.js";
@@ -167,6 +169,7 @@ test("tiny-rl: μ = π before the update, learner loss = rl analyze, reload serv
   await copyFile(weights, next);
   await copyFile(`${weights}.optim`, `${next}.optim`);
   python(["learn.py", batch, "--weights", next, "--trainer-dir", path.join(root, "scratch"), "--run", "tiny"]);
+  await rm(path.join(root, "scratch"), { recursive: true }); // its trainer logprobs are not the run's
   assert.equal((await post(`${base}/reload`, { path: next, after_completions: 2 })).scheduled_after_completions, 2);
   const started: string[] = [];
   const groups: { task: string; rewards: number[] }[] = [];
@@ -184,7 +187,19 @@ test("tiny-rl: μ = π before the update, learner loss = rl analyze, reload serv
   assert.ok(step2.every((r) => r.task_name !== first && r.policy_version === "tiny-rl@2"), "no record of the stale group; the kept ones are version 2's");
   assert.equal(step2.length, 2 * s2!.groups_kept);
 
-  // 6. the reward on the fixed seeds (same seeds, same tasks) does not fall from version 0 to versions 1-2
+  // 6. the explorer reads the run as written: the rollout set with its trainer logprobs, reward, masked fraction, |π−μ| per step
+  const found = await discoverSources(root);
+  const set = found.rollouts.find((r) => r.run === "tiny" && r.dir === out);
+  assert.ok(set, `the explorer finds the rollout (${JSON.stringify(found.issues)})`);
+  assert.deepEqual(set!.trainerLogprobs.map((t) => t.step), [1]);
+  const aggregates = stepAggregates(await loadRunIndex(set!, { cacheDir: null }));
+  assert.deepEqual(aggregates.map((a) => a.step), step2.length ? [1, 2] : [1]);
+  assert.equal(aggregates[0]!.samples, records.length);
+  assert.equal(aggregates[0]!.fracMasked, analyzed!.stats.maskedFraction);
+  assert.ok(Math.abs(aggregates[0]!.meanAbsDiff! - analyzed!.stats.meanAbsDiff) < 1e-9);
+  if (step2.length) assert.equal(aggregates[1]!.fracMasked, null, "step 2 has no learner step yet");
+
+  // 7. the reward on the fixed seeds (same seeds, same tasks) does not fall from version 0 to versions 1-2
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   console.log(`# tiny-rl: step 1 (v0) rewards ${rewardsOf[1]} · step 2 (v1/v2) rewards ${rewardsOf[2]} · max |logπ − logμ| before the update ${maxDiff.toExponential(2)} · loss ${learned.loss}`);
   assert.ok(mean(rewardsOf[2]!) >= mean(rewardsOf[1]!), `reward fell: ${rewardsOf[1]} → ${rewardsOf[2]}`);
