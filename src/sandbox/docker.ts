@@ -81,7 +81,11 @@ export interface DockerSandbox extends Sandbox {
  * engine's archive read costs about a second per file on podman, so the stat (size, mode, mtime to the
  * nanosecond) stands in for the content.
  */
-const ENGINE_FILES = ["/etc/hosts", "/etc/resolv.conf"];
+// None for now: podman rewrites /etc/hosts of a running container by itself (its path-stat and bytes change with no
+// write of the agent's), so listing it flagged every honest trial (network-config) and zeroed it under strict. A
+// snapshot verifier gets the engine's own network files back instead (restoreNetworkFiles); in shared mode the
+// agent's edits are what Harbor's verifier sees too. Add a file here only with a test that an honest trial stays clean.
+const ENGINE_FILES: string[] = [];
 
 export function dockerBackend(opts: DockerBackendOptions = {}): SandboxBackend {
   const docker = opts.docker ?? connectEngine(opts.host);
