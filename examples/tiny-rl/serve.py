@@ -19,6 +19,7 @@ the policy's logits over its output ids (float32): exactly what learn.py compute
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -243,6 +244,12 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
 
+    # SIGTERM and SIGINT both end the server (and its tokenizer child) cleanly; a shell's background job ignores
+    # SIGINT unless it is set back here
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     tinylm.setup_torch()
     vocab = tinylm.load_vocab()
     tok = Tokenizer()

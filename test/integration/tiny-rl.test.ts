@@ -41,7 +41,7 @@ const root = await mkdtemp(path.join(tmpdir(), "tmax-tiny-rl-"));
 let server: ChildProcess | null = null;
 after(async () => {
   if (server && server.exitCode === null) {
-    server.kill("SIGINT");
+    server.kill("SIGTERM");
     await new Promise((r) => server!.once("exit", r));
   }
   removeContainersUnder(root);
