@@ -7,7 +7,7 @@ import { lstat, mkdir, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { TRAIN_MAX_OUTPUT_BYTES } from "../agent/observation.js";
 import type { FileChange, Sandbox } from "../sandbox/types.js";
-import { SnapshotTooLargeError } from "../sandbox/types.js";
+import { SandboxError, SnapshotTooLargeError } from "../sandbox/types.js";
 import { passedEnv, resolveEnvTemplates } from "../tasks/harbor.js";
 import type { Task } from "../tasks/types.js";
 import { withDeadline } from "../util/deadline.js";
@@ -240,6 +240,7 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
       // in one exec of its own (see verifierRun.ts)
       await target.upload(task.testsDir, staging);
       const watched = await runWatched({ sandbox: target, staging, base, env, timeoutSec, signal, streamsApart: apart }, randomBytes(8).toString("hex")).catch((e) => {
+        if (e instanceof SandboxError) throw e; // the engine going away is infrastructure (retried), not the task's
         throw new VerifierError("VerifierError", (e as Error).message.split("\n")[0]);
       });
       const forged = [...watched.forged, ...(await changedTests(target, task.testsDir))];

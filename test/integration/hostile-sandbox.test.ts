@@ -48,6 +48,19 @@ async function oracle(dataset: string, over: Parameters<typeof jobOptions>[1] = 
   return { result, trialDir: path.join(opts.jobDir, result.trial_name) };
 }
 
+/** A task the selection refuses before the job starts: the one line it prints (nothing is built or run). */
+async function refusedBeforeStart(dataset: string): Promise<string> {
+  const { InvalidTasksError } = await import("../../src/jobs/selection.js");
+  const err = await runJob(jobOptions(tmp, { datasetDir: dataset, concurrency: 1 })).then(
+    () => assert.fail("the job ran"),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof InvalidTasksError, String(err));
+  assert.equal(err.lines.length, 1, err.lines.join("\n"));
+  assert.ok(!err.lines[0].includes("\n"));
+  return err.lines[0];
+}
+
 /** A 127.0.0.1-only HTTP service on the host that counts the requests it gets. */
 async function hostOnlyServer(): Promise<{ server: http.Server; port: number; hits: () => number }> {
   let hits = 0;
@@ -207,9 +220,7 @@ describe("hostile sandbox", { skip: ENGINE_SKIP }, () => {
     try {
       // measured on podman 4.3 before the refusal: the file was fetched with `--network none` and readable in RUN
       const dataset = await makeTask("hostile-add-url", { dockerfileExtra: `ARG U=http://127.0.0.1:${port}/k\nADD $U /k\n`, solve: "cp /k /logs/artifacts/k" });
-      const { result } = await oracle(dataset);
-      assert.match(result.exception_info?.exception_message ?? "", /Dockerfile line 4: ADD "\$U" is refused \(the engine would fetch it from the host's network/);
-      assert.ok(!result.exception_info!.exception_message.includes("\n"));
+      assert.match(await refusedBeforeStart(dataset), /Dockerfile line 4: ADD "\$U" is refused \(the engine would fetch it from the host's network/);
       assert.equal(hits(), 0, "the build reached the host service");
     } finally {
       server.close();
@@ -275,11 +286,8 @@ describe("hostile sandbox", { skip: ENGINE_SKIP }, () => {
       dockerfileExtra: `FROM localhost/tmax-base:bookworm AS s1\nRUN ln -s ${victim} /evil\nFROM localhost/tmax-base:bookworm\nRUN --mount=type=bind,from=s1,source=evil,target=/h,rw cp /h/secret.txt /stolen; echo pwned > /h/planted; true\n`,
       solve: "cp /stolen /logs/artifacts/stolen || true",
     });
-    const { result, trialDir } = await oracle(dataset);
-    assert.match(result.exception_info?.exception_message ?? "", /Dockerfile line 6: RUN --mount=type=bind,from=s1,source=evil,target=\/h,rw is refused \(podman resolves the mount source of another stage or image on the host/);
-    assert.ok(!result.exception_info!.exception_message.includes("\n"));
+    assert.match(await refusedBeforeStart(dataset), /Dockerfile line 6: RUN --mount=type=bind,from=s1,source=evil,target=\/h,rw is refused \(podman resolves the mount source of another stage or image on the host/);
     assert.deepEqual(await fs.readdir(victim), ["secret.txt"], "nothing written on the host");
-    assert.equal(await fs.stat(path.join(trialDir, "sandbox/artifacts/stolen")).catch(() => null), null);
     await fs.rm(victim, { recursive: true, force: true });
   });
 
@@ -326,9 +334,7 @@ describe("hostile sandbox", { skip: ENGINE_SKIP }, () => {
       dockerfileExtra: `RUN --mount=type=bind,source=.,target=/ctx,rw ln -s ${victim} /ctx/evil\nRUN --mount=type=bind,source=evil,target=/h,rw echo pwned > /h/planted; true\n`,
       solve: "true",
     });
-    const { result } = await oracle(dataset);
-    assert.match(result.exception_info?.exception_message ?? "", /Dockerfile line 3: RUN --mount=type=bind,source=\.,target=\/ctx,rw is refused \(a writable bind mount writes into the build context on the host/);
-    assert.ok(!result.exception_info!.exception_message.includes("\n"));
+    assert.match(await refusedBeforeStart(dataset), /Dockerfile line 3: RUN --mount=type=bind,source=\.,target=\/ctx,rw is refused \(a writable bind mount writes into the build context on the host/);
     assert.deepEqual(await fs.readdir(victim), [], "nothing written on the host");
     await fs.rm(victim, { recursive: true, force: true });
   });
