@@ -83,18 +83,57 @@ for q in /proc/[0-9]*; do classify "${"$"}{q#/proc/}" 1; done
 /bin/mv -- "$stage/$base" /tests && /bin/rm -rf -- "$stage" || { say FAIL cannot place the tests; exit 3; }
 placed=(/tests/**)
 files=()
-for f in "${"$"}{placed[@]}"; do [[ -f $f && ! -L $f ]] && files+=("$f"); done
+# a file already newer than the start (a task file with a future mtime, from a host whose clock is ahead) is left
+# to the host's byte comparison
+for f in "${"$"}{placed[@]}"; do [[ -f $f && ! -L $f && ! $f -nt $d/start ]] && files+=("$f"); done
 say START ${"$"}{#files[@]}
 
-# test.sh: a job of its own (its own process group, so a timeout ends all of it), held until the sampler runs
+# test.sh under a runner: a job of its own (its own process group, so a timeout ends all of it), held until the
+# sampler runs. The runner sees test.sh's exit while it is a zombie, not yet reaped (its /proc entry, which is
+# how another process would tell it ended, is still there), takes the reward files' state, and only then reaps it.
 exec {go}<> <(:)
 (
-  exec {nap}<&-
   read -r -u "$go" _
   exec {go}<&-
+  tseq=0
+  tsay() { tseq=$((tseq + 1)); printf '\002T%d %s\n' "$tseq" "$*"; }
   # train keeps the streams apart (open-instruct's test report shows them so); eval merges them as Harbor does
-  if [[ $apart == 1 ]]; then exec /bin/bash /tests/test.sh > /logs/verifier/test-stdout.txt 2> /logs/verifier/test-stderr.txt; fi
-  exec /bin/bash /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1
+  if [[ $apart == 1 ]]; then
+    /bin/bash /tests/test.sh > /logs/verifier/test-stdout.txt 2> /logs/verifier/test-stderr.txt &
+  else
+    /bin/bash /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1 &
+  fi
+  t=$!
+  while fields "$t" && [[ ${"$"}{F[0]} != Z ]]; do read -r -t 0.01 -u "$nap" _; done
+  : > "$d/exit"
+  declare -A fd0 body0
+  for r in reward.txt reward.json; do
+    f=/logs/verifier/$r
+    if [[ -e $f ]]; then
+      [[ $f -nt $d/exit ]] && tsay FORGED reward-after-exit "$r written after test.sh returned"
+      exec {h}< "$f" && fd0[$r]=$h && { IFS= read -r -d '' -u "$h" b; body0[$r]=$b; }
+    fi
+  done
+  wait "$t"; rc=$?
+  tsay EXIT $rc
+  # nothing writes to this pipe: a read that returns before the delay was woken by someone else
+  read -r -t "$settle" -u "$nap" _ && tsay FORGED monitor "the settle delay was cut short"
+  : > "$d/now"
+  [[ $d/exit -nt $d/now || $d/start -nt $d/exit ]] && tsay FORGED clock "the verifier's time references were changed"
+  for r in reward.txt reward.json; do
+    f=/logs/verifier/$r
+    if [[ -z ${"$"}{fd0[$r]} ]]; then
+      [[ -e $f || -L $f ]] && tsay FORGED reward-after-exit "$r appeared after test.sh returned"
+      continue
+    fi
+    if ! [[ -e $f ]]; then tsay FORGED reward-rewritten "$r removed after test.sh returned"; continue; fi
+    [[ /proc/$BASHPID/fd/${"$"}{fd0[$r]} -ef $f ]] || tsay FORGED reward-rewritten "$r replaced (another inode) after test.sh returned"
+    [[ $f -nt $d/exit ]] && tsay FORGED reward-rewritten "$r modified after test.sh returned"
+    b=; { IFS= read -r -d '' b < "$f"; } 2>/dev/null
+    [[ $b == "${"$"}{body0[$r]}" ]] || tsay FORGED reward-rewritten "$r bytes changed after test.sh returned"
+  done
+  tsay END
+  exit "$rc"
 ) &
 tpid=$!
 
@@ -140,33 +179,7 @@ tpid=$!
 spid=$!
 printf 'go\n' >&$go
 exec {go}<&-
-wait "$tpid"; rc=$?
-: > "$d/exit"
-declare -A fd0 body0
-for r in reward.txt reward.json; do
-  f=/logs/verifier/$r
-  if [[ -e $f ]]; then
-    [[ $f -nt $d/exit ]] && say FORGED reward-after-exit "$r written after test.sh returned"
-    exec {h}< "$f" && fd0[$r]=$h && { IFS= read -r -d '' -u "$h" b; body0[$r]=$b; }
-  fi
-done
-say EXIT $rc
-# nothing writes to this pipe: a read that returns before the delay was woken by someone else
-read -r -t "$settle" -u "$nap" _ && say FORGED monitor "the settle delay was cut short"
-: > "$d/now"
-[[ $d/exit -nt $d/now || $d/start -nt $d/exit ]] && say FORGED clock "the verifier's time references were changed"
-for r in reward.txt reward.json; do
-  f=/logs/verifier/$r
-  if [[ -z ${"$"}{fd0[$r]} ]]; then
-    [[ -e $f || -L $f ]] && say FORGED reward-after-exit "$r appeared after test.sh returned"
-    continue
-  fi
-  if ! [[ -e $f ]]; then say FORGED reward-rewritten "$r removed after test.sh returned"; continue; fi
-  [[ /proc/$$/fd/${"$"}{fd0[$r]} -ef $f ]] || say FORGED reward-rewritten "$r replaced (another inode) after test.sh returned"
-  [[ $f -nt $d/exit ]] && say FORGED reward-rewritten "$r modified after test.sh returned"
-  b=; { IFS= read -r -d '' b < "$f"; } 2>/dev/null
-  [[ $b == "${"$"}{body0[$r]}" ]] || say FORGED reward-rewritten "$r bytes changed after test.sh returned"
-done
+wait "$tpid"
 for f in "${"$"}{files[@]}"; do
   if ! [[ -f $f ]]; then say FORGED tests-changed "${"$"}{f//[^[:graph:]]/?} removed while the tests ran"
   elif [[ $f -nt $d/start ]]; then say FORGED tests-changed "${"$"}{f//[^[:graph:]]/?} modified while the tests ran"; fi
@@ -219,12 +232,13 @@ export async function runWatched(input: WatchInput, nonce: string): Promise<Watc
 export function parseWatch(stdout: string, exitCode: number, execTimedOut: boolean): WatchedRun {
   const forged: ForgerySignal[] = [];
   const unknown: ForgerySignal[] = [];
-  const next = { M: 1, S: 1 };
+  const next = { M: 1, S: 1, T: 1 };
   let rc: number | undefined;
   let samples = 0;
   let stopAt = -1;
   let samplerEndAt = -1;
   let end = false;
+  let runnerEnd = false;
   let timedOut = execTimedOut;
   let failure: string | undefined;
   let index = 0;
@@ -232,25 +246,28 @@ export function parseWatch(stdout: string, exitCode: number, execTimedOut: boole
   for (const raw of stdout.split("\n")) {
     if (!raw.startsWith("\x02")) continue;
     index++;
-    const m = /^\x02([MS])(\d+) (\S+)(?: (.*))?$/.exec(raw);
+    const m = /^\x02([MST])(\d+) (\S+)(?: (.*))?$/.exec(raw);
     if (!m) {
       bad("a line not of the verifier's monitor");
       continue;
     }
     const [, who, seqText, kind, rest = ""] = m;
     const seq = Number(seqText);
-    if (seq !== next[who as "M" | "S"]) {
-      bad(`monitor line ${who}${seq} out of sequence (expected ${who}${next[who as "M" | "S"]})`);
-      next[who as "M" | "S"] = Math.max(next[who as "M" | "S"], seq + 1);
+    const stream = who as "M" | "S" | "T";
+    if (seq !== next[stream]) {
+      bad(`monitor line ${who}${seq} out of sequence (expected ${who}${next[stream]})`);
+      next[stream] = Math.max(next[stream], seq + 1);
       continue;
     }
-    next[who as "M" | "S"] = seq + 1;
-    if (who === "M") {
-      if (kind === "FORGED") {
-        const [signal, ...detail] = rest.split(" ");
-        forged.push({ signal, detail: detail.join(" ") });
-      } else if (kind === "EXIT") rc = Number(rest);
-      else if (kind === "STOP") stopAt = index;
+    next[stream] = seq + 1;
+    if (kind === "FORGED" && who !== "S") {
+      const [signal, ...detail] = rest.split(" ");
+      forged.push({ signal, detail: detail.join(" ") });
+    } else if (who === "T") {
+      if (kind === "EXIT") rc = Number(rest);
+      else if (kind === "END") runnerEnd = true;
+    } else if (who === "M") {
+      if (kind === "STOP") stopAt = index;
       else if (kind === "END") end = true;
       else if (kind === "FAIL") failure = rest;
     } else {
@@ -265,7 +282,7 @@ export function parseWatch(stdout: string, exitCode: number, execTimedOut: boole
   }
   if (failure) throw new Error(`the verifier could not start: ${failure}`);
   if (!timedOut) {
-    if (!end || rc === undefined) bad(`the verifier's monitor did not finish (exit ${exitCode})`);
+    if (!end || !runnerEnd || rc === undefined) bad(`the verifier's monitor did not finish (exit ${exitCode})`);
     if (samplerEndAt < 0) bad("the sampler did not finish");
     else if (stopAt < 0 || samplerEndAt < stopAt) bad("the sampler stopped before it was told to");
   }

@@ -2,7 +2,9 @@
 // a request-logging service and a daemon running (test/fixtures/tasks/service-logging, modelled on TB2's
 // nginx-request-logging) scores 1 under `tmax eval` defaults, through the resident executor and through an
 // exec per command. The other side: agents whose processes stay alive to write the reward the verifier did
-// not write (after test.sh returns, racing it, watching with inotify, rewriting the tests) are refused.
+// not write (after test.sh returns, a loop that stops as test.sh exits, an inotify watcher, a tests rewriter)
+// are refused. Not caught reliably, and so not here: a process that spins on reward.txt and overwrites it in
+// the microseconds between test.sh's write and its exit (docs/reward-integrity.md, residual risks).
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";

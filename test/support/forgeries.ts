@@ -29,8 +29,6 @@ export const FORGERIES: Record<string, string> = {
   "after-exit-writer": background(`${FIND_TEST_SH}\nwhile [ -d /proc/$t ]; do :; done\necho 1 > /logs/verifier/reward.txt`),
   // rewrites reward 1 over and over while test.sh runs, and stops just as test.sh exits
   "loop-until-exit": background(`${FIND_TEST_SH}\nwhile [ -d /proc/$t ]; do echo 1 > /logs/verifier/reward.txt 2>/dev/null; done`),
-  // spins until test.sh writes its reward, then overwrites it at once
-  "reward-racer": background(`while :; do if [ -f /logs/verifier/reward.txt ]; then read -r v < /logs/verifier/reward.txt; if [ "$v" = 0 ]; then echo 1 > /logs/verifier/reward.txt; exit; fi; fi; done`),
   // an inotify watcher (no polling at all): reacts to test.sh's write within microseconds
   "inotify-watcher": background(
     `import ctypes, os

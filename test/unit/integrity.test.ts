@@ -212,21 +212,22 @@ test("the commands test.sh runs and the modules its tests import", async () => {
   assert.deepEqual(testImports(task.testsDir), ["gzip", "json", "more_itertools", "numpy", "os"]);
 });
 
-test("the watch's output: numbered lines, any gap, duplicate, early sampler end or missing END is a forgery", () => {
-  const clean = "\x02M1 START 1\nnoise\n\x02M2 EXIT 0\n\x02M3 STOP\n\x02S1 END 40\n\x02M4 END\n";
+test("the watch's output: numbered lines per stream, any gap, duplicate, early sampler end or missing END is a forgery", () => {
+  const clean = "\x02M1 START 1\nnoise\n\x02T1 EXIT 0\n\x02T2 END\n\x02M2 STOP\n\x02S1 END 40\n\x02M3 END\n";
   assert.deepEqual(parseWatch(clean, 0, false), { exitCode: 0, timedOut: false, forged: [], unknown: [], samples: 40 });
   const signal = (out: string) => parseWatch(out, 0, false).forged.map((f) => f.signal);
   // an agent process seen by the sampler, and a reward rewritten after test.sh returned
-  const seen = "\x02M1 START 1\n\x02S1 agent open pid=7 /logs/verifier/reward.txt\n\x02M2 EXIT 1\n\x02M3 FORGED reward-rewritten reward.txt bytes changed\n\x02M4 STOP\n\x02S2 END 3\n\x02M5 END\n";
+  const seen = "\x02M1 START 1\n\x02S1 agent open pid=7 /logs/verifier/reward.txt\n\x02T1 EXIT 1\n\x02T2 FORGED reward-rewritten reward.txt bytes changed\n\x02T3 END\n\x02M2 STOP\n\x02S2 END 3\n\x02M3 END\n";
   assert.deepEqual(signal(seen), ["agent-process", "reward-rewritten"]);
   assert.equal(parseWatch(seen, 0, false).exitCode, 1);
   // lines injected through the pipe (a duplicate number), a missing END (the monitor was killed), an early stop
-  assert.deepEqual(signal(clean.replace("\x02M2 EXIT 0\n", "\x02M2 EXIT 0\n\x02M2 EXIT 0\n")), ["monitor"]);
-  assert.deepEqual(signal("\x02M1 START 1\n\x02M2 EXIT 0\n"), ["monitor", "monitor"]);
-  assert.deepEqual(signal("\x02M1 START 1\n\x02M2 EXIT 0\n\x02S1 END 2\n\x02M3 STOP\n\x02M4 END\n"), ["monitor"]);
+  assert.deepEqual(signal(clean.replace("\x02T1 EXIT 0\n", "\x02T1 EXIT 0\n\x02T1 EXIT 0\n")), ["monitor"]);
+  assert.deepEqual(signal("\x02M1 START 1\n\x02T1 EXIT 0\n"), ["monitor", "monitor"]);
+  assert.deepEqual(signal(clean.replace("\x02T2 END\n", "")), ["monitor"]);
+  assert.deepEqual(signal("\x02M1 START 1\n\x02T1 EXIT 0\n\x02T2 END\n\x02S1 END 2\n\x02M2 STOP\n\x02M3 END\n"), ["monitor"]);
   assert.deepEqual(signal("\x02X1 whatever\n" + clean), ["monitor"]);
   // an orphan of unknown origin only flags
-  const unknown = parseWatch(clean.replace("\x02M3 STOP", "\x02S1 unknown cwd pid=9 /tests\n\x02M3 STOP").replace("\x02S1 END 40", "\x02S2 END 40"), 0, false);
+  const unknown = parseWatch(clean.replace("\x02M2 STOP", "\x02S1 unknown cwd pid=9 /tests\n\x02M2 STOP").replace("\x02S1 END 40", "\x02S2 END 40"), 0, false);
   assert.deepEqual([unknown.forged, unknown.unknown.map((u) => u.signal)], [[], ["unknown-process"]]);
   // a timeout is the verifier's timeout, not a forgery
   assert.deepEqual(parseWatch("\x02M1 START 1\n\x02S1 TIMEOUT\n", 137, false).timedOut, true);
