@@ -110,7 +110,9 @@ describe("tmax serve: harness sessions are tmax run", { skip: ENGINE_SKIP }, () 
     try {
       const reference = await tmaxRun(["--base-url", vllm.baseUrl, "--profile", "train"], path.join(tmp, "run-train"));
       assert.equal(reference.exitStatus, "submitted");
-      const referenceCalls = vllm.completions.splice(0);
+      // tmax run's first call is its server check (one token of a short chat), not a turn of the episode
+      const [probe, ...referenceCalls] = vllm.completions.splice(0);
+      assert.equal(probe!.body.max_tokens, 1);
 
       const s = await WsSession.open(serve.wsUrl);
       const reset = await s.reset({ task_id: "hello-file", action_set: "harness", profile: "train" });
