@@ -221,6 +221,7 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
     ran = true;
     let exitCode: number;
     let timedOut: boolean;
+    let rewardFiles: Record<string, Buffer | "big" | "special"> | undefined;
     if (integrity === "off" || target.backend === "local") {
       // Harbor's plain run: fresh /logs/verifier and /tests, the tests moved into place, test.sh (also on the
       // local backend: its processes are this host's, there is nothing to watch them against)
@@ -241,8 +242,12 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
       await target.upload(task.testsDir, staging);
       const watched = await runWatched({ sandbox: target, staging, base, env, timeoutSec, signal, streamsApart: apart }, randomBytes(8).toString("hex")).catch((e) => {
         if (e instanceof SandboxError) throw e; // the engine going away is infrastructure (retried), not the task's
+        // signals seen before it failed (an agent process refilling /logs/verifier) still refuse the trial
+        const seen = (e as { forged?: ForgerySignal[] }).forged;
+        if (seen?.length) recordSignals(tamper, seen, flags);
         throw new VerifierError("VerifierError", (e as Error).message.split("\n")[0]);
       });
+      rewardFiles = watched.rewardFiles;
       const forged = [...watched.forged, ...(await changedTests(target, task.testsDir))];
       recordSignals(tamper, forged, [...flags, ...watched.unknown]);
       exitCode = watched.exitCode;
@@ -260,7 +265,9 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
     }
 
     // bounded: an engine that stops answering after test.sh fails the trial, it never hangs it
-    const rewards = await withDeadline(readRewards(target, exitCode), 120_000, "reading the reward file");
+    // under watch the reward is the bytes the runner took at test.sh's exit (what Harbor reads right after it
+    // returns); read again now, the files could hold what an agent process wrote since
+    const rewards = rewardFiles ? rewardsOf(rewardFiles, exitCode) : await withDeadline(readRewards(target, exitCode), 120_000, "reading the reward file");
     const note = notes.length ? notes.join("; ") : undefined;
     if (tamper && note) tamper.note = note;
     return { rewards, isolation, hardened: hardening !== null, quarantined, ...(note ? { note } : {}), ...(testRun ? { testRun } : {}) };
@@ -464,6 +471,22 @@ async function readRewards(sandbox: Sandbox, exitCode: number): Promise<Record<s
   const txt = await sandbox.readFile("/logs/verifier/reward.txt");
   if (!txt) throw new VerifierError("RewardFileNotFoundError", `no reward file: /logs/verifier/reward.json and reward.txt missing (test.sh exit ${exitCode})`);
   return { reward: parseRewardText(checkSize(txt, "reward.txt")) };
+}
+
+/** The rewards from the files the watch took at test.sh's exit: the same rules as readRewards. */
+export function rewardsOf(files: Record<string, Buffer | "big" | "special">, exitCode: number): Record<string, number> {
+  const take = (name: string): string | undefined => {
+    const f = files[name];
+    if (f === undefined) return undefined;
+    if (f === "special") throw new VerifierError("RewardFileError", `${name} is not a regular file`);
+    if (f === "big") throw new VerifierError("RewardFileError", `${name} is over ${MAX_REWARD_BYTES} bytes (limit ${MAX_REWARD_BYTES})`);
+    return checkSize(f, name);
+  };
+  const json = take("reward.json");
+  if (json !== undefined) return parseRewardJson(json);
+  const txt = take("reward.txt");
+  if (txt === undefined) throw new VerifierError("RewardFileNotFoundError", `no reward file: /logs/verifier/reward.json and reward.txt missing (test.sh exit ${exitCode})`);
+  return { reward: parseRewardText(txt) };
 }
 
 function checkSize(buf: Buffer, name: string): string {

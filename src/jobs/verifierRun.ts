@@ -35,6 +35,12 @@ export interface WatchedRun {
   /** Processes of unknown origin seen under /tests or /logs/verifier (flag only: an orphaned test daemon looks the same). */
   unknown: ForgerySignal[];
   samples: number;
+  /**
+   * The reward files as the runner took them at test.sh's exit, before anything could tell it ended (absent:
+   * no such file then; "big": over 64 KiB; "special": not a regular file). This is the reward; the files are
+   * never read again. Undefined when the runner did not get that far (a timeout, a broken monitor).
+   */
+  rewardFiles?: Record<string, Buffer | "big" | "special">;
 }
 
 /** How long after test.sh returns the reward files must stay as they were (a writer still active is seen). */
@@ -79,7 +85,16 @@ for q in /proc/[0-9]*; do classify "${"$"}{q#/proc/}" 1; done
 # the start reference comes before the tests exist at /tests: any later write to them is newer
 : > "$d/start"
 # fresh /logs/verifier and /tests (anything the agent left there goes), then the tests, moved into place only now
-/bin/rm -rf -- /tests /logs/verifier && /bin/mkdir -p /logs/verifier || { say FAIL cannot prepare /tests and /logs/verifier; exit 3; }
+# a removal that keeps failing with "Directory not empty" has something writing there as it goes: a forgery
+for ((i = 0; i < 5; i++)); do
+  err=$(/bin/rm -rf -- /tests /logs/verifier 2>&1) && /bin/mkdir -p /logs/verifier && break
+  read -r -t 0.05 -u "$nap" _
+done
+if (( i == 5 )); then
+  [[ $err == *"not empty"* ]] && say FORGED agent-process "/tests or /logs/verifier refilled while it was cleared"
+  say FAIL cannot prepare /tests and /logs/verifier
+  exit 3
+fi
 /bin/mv -- "$stage/$base" /tests && /bin/rm -rf -- "$stage" || { say FAIL cannot place the tests; exit 3; }
 placed=(/tests/**)
 files=()
@@ -89,32 +104,68 @@ for f in "${"$"}{placed[@]}"; do [[ -f $f && ! -L $f && ! $f -nt $d/start ]] && 
 say START ${"$"}{#files[@]}
 
 # test.sh under a runner: a job of its own (its own process group, so a timeout ends all of it), held until the
-# sampler runs. The runner sees test.sh's exit while it is a zombie, not yet reaped (its /proc entry, which is
-# how another process would tell it ended, is still there), takes the reward files' state, and only then reaps it.
+# sampler runs. test.sh's parent (P) stops itself before test.sh starts and is continued only once the runner has
+# taken the reward files: meanwhile test.sh's exit leaves it a zombie whose /proc entry stays (bash would reap a
+# child of its own at once), so a process waiting for test.sh to vanish acts only after the reward is taken. The
+# bytes taken are the reward (REWARD lines, hex): whatever is written later never counts, and is refused.
+# hexof FD: the file's bytes from FD as hex in H (NUL bytes included); H=big over 64 KiB
+hexof() {
+  local LC_ALL=C part st i x n=0
+  H=
+  while :; do
+    IFS= read -r -d '' -u "$1" part; st=$?
+    for ((i = 0; i < ${"$"}{#part}; i++)); do printf -v x '%02x' "'${"$"}{part:i:1}"; H+=$x; done
+    n=$((n + ${"$"}{#part}))
+    (( n > 65536 )) && { H=big; return; }
+    (( st != 0 )) && return
+    H+=00; n=$((n + 1))
+  done
+}
 exec {go}<> <(:)
+exec {tp}<> <(:)
+exec {gate}<> <(:)
 (
   read -r -u "$go" _
   exec {go}<&-
   tseq=0
   tsay() { tseq=$((tseq + 1)); printf '\002T%d %s\n' "$tseq" "$*"; }
-  # train keeps the streams apart (open-instruct's test report shows them so); eval merges them as Harbor does
-  if [[ $apart == 1 ]]; then
-    /bin/bash /tests/test.sh > /logs/verifier/test-stdout.txt 2> /logs/verifier/test-stderr.txt &
-  else
-    /bin/bash /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1 &
-  fi
-  t=$!
+  (
+    (
+      read -r -u "$gate" _
+      exec {gate}<&- {tp}<&- {nap}<&-
+      # train keeps the streams apart (open-instruct's test report shows them so); eval merges them as Harbor does
+      if [[ $apart == 1 ]]; then exec /bin/bash /tests/test.sh > /logs/verifier/test-stdout.txt 2> /logs/verifier/test-stderr.txt; fi
+      exec /bin/bash /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1
+    ) &
+    printf '%s\n' "$!" >&"$tp"
+    kill -STOP "$BASHPID"
+    wait "$!"
+  ) &
+  p=$!
+  read -r -u "$tp" t
+  exec {tp}<&-
+  while fields "$p" && [[ ${"$"}{F[0]} != T ]]; do read -r -t 0.002 -u "$nap" _; done
+  printf 'go\n' >&"$gate"
+  exec {gate}<&-
   while fields "$t" && [[ ${"$"}{F[0]} != Z ]]; do read -r -t 0.01 -u "$nap" _; done
   : > "$d/exit"
-  declare -A fd0 body0
+  declare -A fd0 hex0 seen0
   for r in reward.txt reward.json; do
     f=/logs/verifier/$r
-    if [[ -e $f ]]; then
-      [[ $f -nt $d/exit ]] && tsay FORGED reward-after-exit "$r written after test.sh returned"
-      exec {h}< "$f" && fd0[$r]=$h && { IFS= read -r -d '' -u "$h" b; body0[$r]=$b; }
+    [[ -e $f || -L $f ]] || continue
+    seen0[$r]=1
+    [[ $f -nt $d/exit ]] && tsay FORGED reward-after-exit "$r written after test.sh returned"
+    if [[ -f $f ]] && exec {h}< "$f"; then
+      fd0[$r]=$h
+      hexof "$h"
+      hex0[$r]=$H
+      tsay REWARD "$r" "$H"
+    else
+      tsay REWARD "$r" special
     fi
   done
-  wait "$t"; rc=$?
+  kill -CONT "$p"
+  wait "$p"; rc=$?
   tsay EXIT $rc
   # nothing writes to this pipe: a read that returns before the delay was woken by someone else
   read -r -t "$settle" -u "$nap" _ && tsay FORGED monitor "the settle delay was cut short"
@@ -123,19 +174,20 @@ exec {go}<> <(:)
   for r in reward.txt reward.json; do
     f=/logs/verifier/$r
     if [[ -z ${"$"}{fd0[$r]} ]]; then
-      [[ -e $f || -L $f ]] && tsay FORGED reward-after-exit "$r appeared after test.sh returned"
+      [[ -z ${"$"}{seen0[$r]} ]] && [[ -e $f || -L $f ]] && tsay FORGED reward-after-exit "$r appeared after test.sh returned"
       continue
     fi
     if ! [[ -e $f ]]; then tsay FORGED reward-rewritten "$r removed after test.sh returned"; continue; fi
     [[ /proc/$BASHPID/fd/${"$"}{fd0[$r]} -ef $f ]] || tsay FORGED reward-rewritten "$r replaced (another inode) after test.sh returned"
     [[ $f -nt $d/exit ]] && tsay FORGED reward-rewritten "$r modified after test.sh returned"
-    b=; { IFS= read -r -d '' b < "$f"; } 2>/dev/null
-    [[ $b == "${"$"}{body0[$r]}" ]] || tsay FORGED reward-rewritten "$r bytes changed after test.sh returned"
+    H=; { exec {g}< "$f"; } 2>/dev/null && { hexof "$g"; exec {g}<&-; }
+    [[ $H == "${"$"}{hex0[$r]}" ]] || tsay FORGED reward-rewritten "$r bytes changed after test.sh returned"
   done
   tsay END
   exit "$rc"
 ) &
 tpid=$!
+exec {tp}<&- {gate}<&-
 
 # the sampler: a job of this session; it stops when $d/stop appears (a stop from elsewhere shows in the order of lines)
 (
@@ -241,6 +293,7 @@ export function parseWatch(stdout: string, exitCode: number, execTimedOut: boole
   let runnerEnd = false;
   let timedOut = execTimedOut;
   let failure: string | undefined;
+  let rewardFiles: Record<string, Buffer | "big" | "special"> | undefined;
   let index = 0;
   const bad = (why: string) => forged.length < MAX_LINES && forged.push({ signal: "monitor", detail: why });
   for (const raw of stdout.split("\n")) {
@@ -264,7 +317,16 @@ export function parseWatch(stdout: string, exitCode: number, execTimedOut: boole
       const [signal, ...detail] = rest.split(" ");
       forged.push({ signal, detail: detail.join(" ") });
     } else if (who === "T") {
-      if (kind === "EXIT") rc = Number(rest);
+      if (kind === "REWARD") {
+        const [name = "", body = ""] = rest.split(" ");
+        rewardFiles ??= {};
+        if ((name === "reward.txt" || name === "reward.json") && !(name in rewardFiles)) {
+          rewardFiles[name] = body === "big" || body === "special" ? body : /^(?:[0-9a-f]{2})*$/.test(body) ? Buffer.from(body, "hex") : "special";
+        } else bad(`a reward line not of the verifier's runner: ${JSON.stringify(rest.slice(0, 40))}`);
+      } else if (kind === "EXIT") {
+        rc = Number(rest);
+        rewardFiles ??= {}; // taken (none there) before the runner reaped test.sh
+      }
       else if (kind === "END") runnerEnd = true;
     } else if (who === "M") {
       if (kind === "STOP") stopAt = index;
@@ -280,11 +342,11 @@ export function parseWatch(stdout: string, exitCode: number, execTimedOut: boole
       }
     }
   }
-  if (failure) throw new Error(`the verifier could not start: ${failure}`);
+  if (failure) throw Object.assign(new Error(`the verifier could not start: ${failure}`), { forged });
   if (!timedOut) {
     if (!end || !runnerEnd || rc === undefined) bad(`the verifier's monitor did not finish (exit ${exitCode})`);
     if (samplerEndAt < 0) bad("the sampler did not finish");
     else if (stopAt < 0 || samplerEndAt < stopAt) bad("the sampler stopped before it was told to");
   }
-  return { exitCode: rc ?? exitCode, timedOut, forged, unknown, samples };
+  return { exitCode: rc ?? exitCode, timedOut, forged, unknown, samples, ...(rewardFiles ? { rewardFiles } : {}) };
 }

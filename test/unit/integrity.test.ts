@@ -8,7 +8,7 @@ import { addFindings, classifyPath, dirClass, tamperReport, tamperSummary, type 
 import { testCommands, testImports } from "../../src/jobs/toolchain.js";
 import { settleReward } from "../../src/jobs/trial.js";
 import { parseWatch } from "../../src/jobs/verifierRun.js";
-import { chooseIsolation, clampUnit, hardeningEnv, parseRewardJson, parseRewardText } from "../../src/jobs/verifier.js";
+import { chooseIsolation, clampUnit, hardeningEnv, parseRewardJson, parseRewardText, rewardsOf } from "../../src/jobs/verifier.js";
 import type { Task } from "../../src/tasks/types.js";
 
 const tmp = await mkdtemp(path.join(os.tmpdir(), "tmax-integrity-unit-"));
@@ -214,7 +214,7 @@ test("the commands test.sh runs and the modules its tests import", async () => {
 
 test("the watch's output: numbered lines per stream, any gap, duplicate, early sampler end or missing END is a forgery", () => {
   const clean = "\x02M1 START 1\nnoise\n\x02T1 EXIT 0\n\x02T2 END\n\x02M2 STOP\n\x02S1 END 40\n\x02M3 END\n";
-  assert.deepEqual(parseWatch(clean, 0, false), { exitCode: 0, timedOut: false, forged: [], unknown: [], samples: 40 });
+  assert.deepEqual(parseWatch(clean, 0, false), { exitCode: 0, timedOut: false, forged: [], unknown: [], samples: 40, rewardFiles: {} });
   const signal = (out: string) => parseWatch(out, 0, false).forged.map((f) => f.signal);
   // an agent process seen by the sampler, and a reward rewritten after test.sh returned
   const seen = "\x02M1 START 1\n\x02S1 agent open pid=7 /logs/verifier/reward.txt\n\x02T1 EXIT 1\n\x02T2 FORGED reward-rewritten reward.txt bytes changed\n\x02T3 END\n\x02M2 STOP\n\x02S2 END 3\n\x02M3 END\n";
@@ -244,4 +244,24 @@ test("the reward a trial scores: clamped; 0 when forged (strict and flag), or fl
   assert.equal(settleReward({ reward: 1 }, report({ flagged: true }), "flag"), 1);
   assert.equal(settleReward({ reward: 1 }, report({ flagged: true }), "strict"), 0);
   assert.match(tamperSummary(report({ forged: true, flagged: true, signals: [{ signal: "reward-rewritten", severity: "refuse", detail: "x" }] })), /^refused \(forged reward\): reward-rewritten$/);
+});
+
+test("the reward is the bytes the watch took at test.sh's exit (hex lines), read by the same rules as the files", () => {
+  const out = "\x02M1 START 1\n\x02T1 REWARD reward.txt 310a\n\x02T2 REWARD reward.json 7b2272223a20307d\n\x02T3 EXIT 0\n\x02T4 END\n\x02M2 STOP\n\x02S1 END 3\n\x02M3 END\n";
+  const watched = parseWatch(out, 0, false);
+  assert.deepEqual(watched.forged, []);
+  assert.deepEqual(watched.rewardFiles, { "reward.txt": Buffer.from("1\n"), "reward.json": Buffer.from('{"r": 0}') });
+  // reward.json first, as when the files are read
+  assert.deepEqual(rewardsOf(watched.rewardFiles!, 0), { r: 0 });
+  assert.deepEqual(rewardsOf({ "reward.txt": Buffer.from("0.5\n") }, 0), { reward: 0.5 });
+  // none there when test.sh returned: no reward file (whatever appears later never counts)
+  const none = parseWatch("\x02M1 START 1\n\x02T1 EXIT 1\n\x02T2 END\n\x02M2 STOP\n\x02S1 END 3\n\x02M3 END\n", 0, false);
+  assert.deepEqual(none.rewardFiles, {});
+  assert.throws(() => rewardsOf(none.rewardFiles!, 1), /no reward file/);
+  // a NUL byte, a FIFO, 70 KiB: errors, as Harbor's float() and tmax's limits give
+  assert.throws(() => rewardsOf({ "reward.txt": Buffer.from("1\0") }, 0), /not a number/);
+  assert.throws(() => rewardsOf({ "reward.txt": "special" }, 0), /not a regular file/);
+  assert.throws(() => rewardsOf({ "reward.txt": "big" }, 0), /over 65536 bytes/);
+  // a reward line injected through the pipe is out of sequence; a second take of one file is the monitor's too
+  assert.deepEqual(parseWatch(out.replace("\x02T3 EXIT 0", "\x02T3 REWARD reward.txt 310a\n\x02T4 EXIT 0").replace("\x02T4 END", "\x02T5 END"), 0, false).forged.map((f) => f.signal), ["monitor"]);
 });
