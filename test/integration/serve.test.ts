@@ -164,6 +164,7 @@ describe("tmax serve: sessions are resources", { skip: ENGINE_SKIP }, () => {
       await serve.close();
     }
     assert.deepEqual(report.lost, []);
+    assert.deepEqual(report.stepFailures, []);
     assert.equal(report.completed + report.disconnected, 12);
     assert.ok(report.completed >= 3 && report.disconnected >= 2, JSON.stringify(report));
     assert.deepEqual(report.rewards, report.rewards.map(() => 1));

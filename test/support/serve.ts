@@ -134,8 +134,10 @@ export interface SoakReport {
   completed: number;
   disconnected: number;
   rewards: number[];
-  /** Episodes whose evaluate answered without a reward, or errors. */
+  /** Evaluates answered without a reward, and protocol errors: must be none. */
   lost: string[];
+  /** Steps that failed inside the sandbox (success false, e.g. an engine error under load), with their error. */
+  stepFailures: string[];
   /** Connections refused as busy (a slot still held while a dropped session's sandbox was removed), retried. */
   busyRetries: number;
   wallMs: number;
@@ -151,7 +153,7 @@ export interface SoakReport {
  */
 export async function soak(url: string, o: { sessions: number; concurrency: number; disconnectRate: number; seed: number; task?: string }): Promise<SoakReport> {
   const rand = seededRandom(o.seed);
-  const report: SoakReport = { sessions: o.sessions, completed: 0, disconnected: 0, rewards: [], lost: [], busyRetries: 0, wallMs: 0, resetMs: [], stepMs: [], evaluateMs: [] };
+  const report: SoakReport = { sessions: o.sessions, completed: 0, disconnected: 0, rewards: [], lost: [], stepFailures: [], busyRetries: 0, wallMs: 0, resetMs: [], stepMs: [], evaluateMs: [] };
   const task = o.task ?? "hello-file";
   const plans = Array.from({ length: o.sessions }, () => (rand() < o.disconnectRate ? Math.floor(rand() * 4) : -1));
   const started = performance.now();
@@ -191,8 +193,14 @@ export async function soak(url: string, o: { sessions: number; concurrency: numb
           s.step({ action_type: "exec", command: "wc -c < /app/hello.txt" }),
         ]).then((rs) => rs.map((x) => x as any));
         report.stepMs.push((performance.now() - t) / 3);
-        if (!w.data?.observation?.success || a.data?.observation?.output !== "Hello, tmax!\n" || b.data?.observation?.output !== "13\n") {
-          throw new Error(`steps out of order or failed: ${JSON.stringify([w, a, b].map((x) => x.data?.observation?.output ?? x.data))}`);
+        const failed = [w, a, b].filter((x) => x.type === "observation" && !x.data.observation.success);
+        if (failed.length) {
+          report.stepFailures.push(`session ${i}: ${failed.map((x) => x.data.observation.error).join("; ")}`);
+          s.drop();
+          continue;
+        }
+        if (w.type !== "observation" || a.data?.observation?.output !== "Hello, tmax!\n" || b.data?.observation?.output !== "13\n") {
+          throw new Error(`steps out of order: ${JSON.stringify([w, a, b].map((x) => x.data?.observation?.output ?? x.data))}`);
         }
         if (dropAt === 2) {
           // drop while a step runs
