@@ -56,7 +56,7 @@ describe("tmax serve: harness sessions are tmax run", { skip: ENGINE_SKIP }, () 
   test("eval: a trainer answering with its model's messages gets exactly tmax run's conversation and reward", async () => {
     // a format error, stderr, a long output (cut), the solution, the submit marker
     const script: FakeReply[] = [
-      { thinking: "Look first.", text: "THOUGHT: list it.", commands: ["ls -la /app; echo to-stderr >&2"] },
+      { thinking: "Look first.", text: "THOUGHT: list it.", commands: ["ls -a /app; echo to-stderr >&2"] },
       { text: "THOUGHT: I forgot the call." },
       { text: "THOUGHT: a long listing.", commands: ["seq 1 4000"] },
       { commands: ["printf 'Hello, tmax!\\n' > /app/hello.txt && cat /app/hello.txt"] },
