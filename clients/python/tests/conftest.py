@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -80,6 +81,9 @@ class Server:
         finally:
             self.log.close()
 
+    def cleanup(self) -> None:
+        shutil.rmtree(self.job_dir, ignore_errors=True)
+
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.25) -> bool:
     deadline = time.time() + timeout
@@ -96,6 +100,7 @@ def examples_server():
     yield server
     assert server.stop() in (0, 143), server.output()
     assert server.containers() == [], "containers left after shutdown"
+    server.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +112,7 @@ def shared_server():
     yield server
     assert server.stop() in (0, 143), server.output()
     assert server.containers() == []
+    server.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +124,4 @@ def guarded_server():
     yield server
     assert server.stop() in (0, 143), server.output()
     assert server.containers() == []
+    server.cleanup()
