@@ -1,6 +1,6 @@
 // `tmax serve` for tests and benchmarks: an in-process server over a dataset, a minimal OpenEnv-protocol
 // WebSocket client, and the soak driver (many sessions, random disconnects, concurrent steps).
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
@@ -48,7 +48,9 @@ export async function startTestServe(o: {
     modelName: "tmax-9b",
   };
   const handle = await startServer({ env, host: "127.0.0.1", port: 0, token: o.token, maxSessions: o.maxSessions ?? 8, idleTimeoutSec: o.idleTimeoutSec ?? 0 });
-  return { ...handle, env, jobDir, wsUrl: `${handle.url.replace(/^http/, "ws")}/ws`, containers: () => containersOfJob(env.jobId) };
+  // closing removes the trial dirs too (the containers are checked by job id, which the caller already has)
+  const close = () => handle.close().then(() => rm(jobDir, { recursive: true, force: true }));
+  return { ...handle, close, env, jobDir, wsUrl: `${handle.url.replace(/^http/, "ws")}/ws`, containers: () => containersOfJob(env.jobId) };
 }
 
 export function containersOfJob(jobId: string): string[] {
