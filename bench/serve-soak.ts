@@ -24,6 +24,7 @@ const ones = report.rewards.filter((r) => r === 1).length;
 console.log(`tmax serve soak: ${sessions} sessions, ${concurrency} at a time, max ${maxSessions} sessions, disconnect rate ${rate}`);
 console.log(`  wall ${(report.wallMs / 1000).toFixed(1)} s (${(report.wallMs / sessions).toFixed(0)} ms/session); completed ${report.completed}, disconnected ${report.disconnected}, busy retries ${report.busyRetries}`);
 console.log(`  rewards: ${report.rewards.length} of ${report.completed} evaluates (${ones} × 1.0); lost: ${report.lost.length}${report.lost.length ? ` — ${report.lost.slice(0, 3).join(" | ")}` : ""}`);
+console.log(`  steps that failed in the sandbox: ${report.stepFailures.length}${report.stepFailures.length ? ` — ${report.stepFailures.slice(0, 3).join(" | ")}` : ""}`);
 console.log(`  reset median ${median(report.resetMs).toFixed(0)} ms (p95 ${p95(report.resetMs).toFixed(0)}), step median ${median(report.stepMs).toFixed(0)} ms, evaluate median ${median(report.evaluateMs).toFixed(0)} ms (p95 ${p95(report.evaluateMs).toFixed(0)})`);
 console.log(`  containers left: ${left.length}`);
 process.exitCode = left.length === 0 && report.lost.length === 0 && ones === report.completed ? 0 : 1;

@@ -138,6 +138,8 @@ export class HarnessEpisode {
     const stop = () => episode.abort.abort(new Error("session closed"));
     if (signal?.aborted) stop();
     signal?.addEventListener("abort", stop, { once: true });
+    const unlisten = () => signal?.removeEventListener("abort", stop); // a long session resets many times
+    episode.trial.then(unlisten, unlisten);
     const first = await episode.events.next();
     if (first.kind === "end") {
       episode.finished = true;

@@ -73,7 +73,7 @@ describe("Python client against tmax serve", { skip: ENGINE_SKIP || PY_SKIP }, (
     const tmp = await mkdtemp(path.join(os.tmpdir(), "tmax-serve-identity-"));
     after(() => rm(tmp, { recursive: true, force: true }));
     const script: FakeReply[] = [
-      { text: "THOUGHT: look.", commands: ["ls -la /app; echo to-stderr >&2; exit 3"] },
+      { text: "THOUGHT: look.", commands: ["ls -a /app; echo to-stderr >&2; exit 3"] },
       { commands: ["seq 1 4000"] },
       { commands: ["printf 'Hello, tmax!\\n  \\n' > /app/hello.txt; cat /app/hello.txt"] },
       { commands: ["printf 'Hello, tmax!\\n' > /app/hello.txt"] },

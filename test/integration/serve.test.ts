@@ -56,7 +56,7 @@ describe("tmax serve: harness sessions are tmax run", { skip: ENGINE_SKIP }, () 
   test("eval: a trainer answering with its model's messages gets exactly tmax run's conversation and reward", async () => {
     // a format error, stderr, a long output (cut), the solution, the submit marker
     const script: FakeReply[] = [
-      { thinking: "Look first.", text: "THOUGHT: list it.", commands: ["ls -la /app; echo to-stderr >&2"] },
+      { thinking: "Look first.", text: "THOUGHT: list it.", commands: ["ls -a /app; echo to-stderr >&2"] },
       { text: "THOUGHT: I forgot the call." },
       { text: "THOUGHT: a long listing.", commands: ["seq 1 4000"] },
       { commands: ["printf 'Hello, tmax!\\n' > /app/hello.txt && cat /app/hello.txt"] },
@@ -156,6 +156,49 @@ describe("tmax serve: harness sessions are tmax run", { skip: ENGINE_SKIP }, () 
   });
 });
 
+describe("tmax serve: whole episodes", { skip: ENGINE_SKIP }, () => {
+  test("POST /episodes streams the records tmax rollout writes: G samples of a task against the caller's endpoint", async () => {
+    const call = (c: string) => renderQwenXmlToolCall("bash", { command: c });
+    const turnOf = (promptText: string) => promptText.split("</think>").length - 1;
+    // sample 0 (seed 0) solves hello-file, sample 1 (seed 1) submits at once: an informative group
+    const vllm = await startTokenVllm({
+      complete: (ctx) => {
+        const solve = [`a</think>\n\n${call("printf 'Hello, tmax!\\n' > /app/hello.txt")}`, `b</think>\n\n${call(`echo ${SUBMIT_MARKER}`)}`];
+        const quit = [`c</think>\n\n${call(`echo ${SUBMIT_MARKER}`)}`];
+        return { text: (ctx.body.seed === 0 ? solve : quit)[turnOf(ctx.promptText)] ?? "nothing" };
+      },
+    });
+    const serve = await startTestServe({ dataset: EXAMPLES, maxSessions: 2 });
+    try {
+      const post = (body: unknown) => fetch(`${serve.url}/episodes`, { method: "POST", body: JSON.stringify(body) });
+      // more slots than the server has: refused at once
+      const busy = await post({ base_url: vllm.baseUrl, model: "tmax-9b", task: "hello-file", samples: 2, concurrency: 3 });
+      assert.equal(busy.status, 503);
+      const res = await post({ base_url: vllm.baseUrl, model: "tmax-9b", task: "hello-file", samples: 2, concurrency: 2, seed: 0, policy_version: 5 });
+      assert.equal(res.status, 200);
+      const lines = (await res.text()).trim().split("\n").map((l) => JSON.parse(l));
+      const types = lines.map((l) => l.type);
+      assert.deepEqual(types.filter((t) => t === "sample").length, 2, JSON.stringify(lines.filter((l) => l.type !== "record")));
+      assert.deepEqual(types.slice(-2), ["summary", "done"]);
+      const records = lines.filter((l) => l.type === "record").map((l) => l.record);
+      assert.equal(records.length, 2);
+      assert.deepEqual(records.map((r) => r.reward).sort(), [0, 1]);
+      assert.deepEqual(records.map((r) => r.advantage).sort(), [-0.5, 0.5]);
+      for (const r of records) {
+        assert.equal(r.policy_version, "tmax-9b@5");
+        assert.equal(r.response_tokens.length, r.logprobs.length);
+        assert.equal(r.response_tokens.length, r.response_mask.length);
+      }
+      assert.equal(lines.at(-1).records, 2);
+      assert.deepEqual(serve.pool.capacity().active_sessions, 0);
+    } finally {
+      await serve.close();
+      await vllm.close();
+    }
+    assert.deepEqual(serve.containers(), []);
+  });
+});
+
 describe("tmax serve: sessions are resources", { skip: ENGINE_SKIP }, () => {
   test("soak: 12 sessions, random disconnects, concurrent steps — every evaluate has its reward, 0 containers left", async () => {
     const serve = await startTestServe({ dataset: EXAMPLES, maxSessions: 6 });
@@ -166,6 +209,7 @@ describe("tmax serve: sessions are resources", { skip: ENGINE_SKIP }, () => {
       await serve.close();
     }
     assert.deepEqual(report.lost, []);
+    assert.deepEqual(report.stepFailures, []);
     assert.equal(report.completed + report.disconnected, 12);
     assert.ok(report.completed >= 3 && report.disconnected >= 2, JSON.stringify(report));
     assert.deepEqual(report.rewards, report.rewards.map(() => 1));

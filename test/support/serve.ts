@@ -1,6 +1,6 @@
 // `tmax serve` for tests and benchmarks: an in-process server over a dataset, a minimal OpenEnv-protocol
 // WebSocket client, and the soak driver (many sessions, random disconnects, concurrent steps).
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
@@ -48,7 +48,9 @@ export async function startTestServe(o: {
     modelName: "tmax-9b",
   };
   const handle = await startServer({ env, host: "127.0.0.1", port: 0, token: o.token, maxSessions: o.maxSessions ?? 8, idleTimeoutSec: o.idleTimeoutSec ?? 0 });
-  return { ...handle, env, jobDir, wsUrl: `${handle.url.replace(/^http/, "ws")}/ws`, containers: () => containersOfJob(env.jobId) };
+  // closing removes the trial dirs too (the containers are checked by job id, which the caller already has)
+  const close = () => handle.close().then(() => rm(jobDir, { recursive: true, force: true }));
+  return { ...handle, close, env, jobDir, wsUrl: `${handle.url.replace(/^http/, "ws")}/ws`, containers: () => containersOfJob(env.jobId) };
 }
 
 export function containersOfJob(jobId: string): string[] {
@@ -134,8 +136,10 @@ export interface SoakReport {
   completed: number;
   disconnected: number;
   rewards: number[];
-  /** Episodes whose evaluate answered without a reward, or errors. */
+  /** Evaluates answered without a reward, and protocol errors: must be none. */
   lost: string[];
+  /** Steps that failed inside the sandbox (success false, e.g. an engine error under load), with their error. */
+  stepFailures: string[];
   /** Connections refused as busy (a slot still held while a dropped session's sandbox was removed), retried. */
   busyRetries: number;
   wallMs: number;
@@ -151,7 +155,7 @@ export interface SoakReport {
  */
 export async function soak(url: string, o: { sessions: number; concurrency: number; disconnectRate: number; seed: number; task?: string }): Promise<SoakReport> {
   const rand = seededRandom(o.seed);
-  const report: SoakReport = { sessions: o.sessions, completed: 0, disconnected: 0, rewards: [], lost: [], busyRetries: 0, wallMs: 0, resetMs: [], stepMs: [], evaluateMs: [] };
+  const report: SoakReport = { sessions: o.sessions, completed: 0, disconnected: 0, rewards: [], lost: [], stepFailures: [], busyRetries: 0, wallMs: 0, resetMs: [], stepMs: [], evaluateMs: [] };
   const task = o.task ?? "hello-file";
   const plans = Array.from({ length: o.sessions }, () => (rand() < o.disconnectRate ? Math.floor(rand() * 4) : -1));
   const started = performance.now();
@@ -191,8 +195,14 @@ export async function soak(url: string, o: { sessions: number; concurrency: numb
           s.step({ action_type: "exec", command: "wc -c < /app/hello.txt" }),
         ]).then((rs) => rs.map((x) => x as any));
         report.stepMs.push((performance.now() - t) / 3);
-        if (!w.data?.observation?.success || a.data?.observation?.output !== "Hello, tmax!\n" || b.data?.observation?.output !== "13\n") {
-          throw new Error(`steps out of order or failed: ${JSON.stringify([w, a, b].map((x) => x.data?.observation?.output ?? x.data))}`);
+        const failed = [w, a, b].filter((x) => x.type === "observation" && !x.data.observation.success);
+        if (failed.length) {
+          report.stepFailures.push(`session ${i}: ${failed.map((x) => x.data.observation.error).join("; ")}`);
+          s.drop();
+          continue;
+        }
+        if (w.type !== "observation" || a.data?.observation?.output !== "Hello, tmax!\n" || b.data?.observation?.output !== "13\n") {
+          throw new Error(`steps out of order: ${JSON.stringify([w, a, b].map((x) => x.data?.observation?.output ?? x.data))}`);
         }
         if (dropAt === 2) {
           // drop while a step runs
