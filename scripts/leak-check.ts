@@ -12,15 +12,19 @@ if (!run) {
   process.exit(2);
 }
 const docker = connectEngine();
-const label = [`${TMAX_LABEL}=1`, `${TEST_RUN_LABEL}=${run}`];
+// every test file labels its own id under the run's (`<run>.<pid>`, test/support/env.ts)
+const ours = (labels: Record<string, string> | undefined) => {
+  const v = labels?.[TEST_RUN_LABEL];
+  return v === run || !!v?.startsWith(`${run}.`);
+};
 try {
   await docker.ping();
 } catch (err) {
   console.log(`leak-check: skipped, no container engine answers (${(err as Error).message.split("\n")[0]})`);
   process.exit(0);
 }
-const containers = await docker.listContainers({ all: true, filters: { label } });
-const networks = await docker.listNetworks({ filters: { label: [`${TEST_RUN_LABEL}=${run}`] } });
+const containers = (await docker.listContainers({ all: true, filters: { label: [`${TMAX_LABEL}=1`, TEST_RUN_LABEL] } })).filter((c) => ours(c.Labels));
+const networks = (await docker.listNetworks({ filters: { label: [TEST_RUN_LABEL] } })).filter((n) => ours(n.Labels));
 const left = [...containers.map((c) => `container ${c.Names?.[0]?.replace(/^\//, "") ?? c.Id.slice(0, 12)} (${c.State})`), ...networks.map((n) => `network ${n.Name}`)];
 if (left.length) {
   console.error(`leak-check: ${left.length} left behind by test run ${run}:`);

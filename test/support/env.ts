@@ -24,6 +24,12 @@ process.env.TMAX_PULL ??= "never";
  * `node --test` runs each file in a child of one runner process, so the runner (pid + start time) names the run.
  */
 process.env.TMAX_TEST_RUN ??= `${os.hostname()}-${process.ppid}-${processStartTime(process.ppid) ?? "0"}`;
+// each test file (a process of its own) gets its own id under the run's (`<run>.<pid>`): files may run side by
+// side, and each counts only its own containers; the leak check after the suite takes every id under the run's
+if (!process.env.TMAX_TEST_FILE_RUN) {
+  process.env.TMAX_TEST_RUN = `${process.env.TMAX_TEST_RUN}.${process.pid}`;
+  process.env.TMAX_TEST_FILE_RUN = "1";
+}
 export const TEST_RUN = process.env.TMAX_TEST_RUN;
 
 export const DOCKER_HOST = process.env.DOCKER_HOST ?? "unix:///run/podman/podman.sock";
