@@ -3,7 +3,7 @@
 # JSON object (after a marker line) describing what the verifier will execute and import: commands found on
 # PATH, the shared libraries they load, sys.path, every module file the test runner (and the tests' own
 # third-party imports) load, the stdlib's top-level names, the CA files. tmax compares the agent's container
-# (or the verifier's snapshot) with this, through the engine only. See src/jobs/toolchain.ts.
+# (or the verifier's snapshot) with this, through the engine only. See src/trial/toolchain.ts.
 import importlib
 import json
 import os

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { openShell } from "../src/agent/shell.js";
-import { verify, type VerifierIsolation } from "../src/jobs/verifier.js";
+import { verify, type VerifierIsolation } from "../src/trial/verifier.js";
 import { createTaskSandbox, newTrialDir } from "../src/serve/env.js";
 import { Tb2Episode } from "../src/serve/tb2.js";
 import { startTestServe, WsSession } from "../test/support/serve.js";

@@ -8,8 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { runJob } from "../src/jobs/runner.js";
-import type { TrialResult } from "../src/jobs/schema.js";
-import type { VerifierIsolation } from "../src/jobs/verifier.js";
+import type { TrialResult } from "../src/results/schema.js";
+import type { VerifierIsolation } from "../src/trial/verifier.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const shared = path.resolve(root, "../shared/tasks/tb2-offline");

@@ -2,7 +2,7 @@
 // shared (other users, other runs), so only what carries this run's label (io.tmax.test-run=$TMAX_TEST_RUN, set by
 // `npm run test:e2e` for every process it starts) counts. Run as a step after the suite, whatever its outcome.
 //   TMAX_TEST_RUN=<id> node --import tsx scripts/leak-check.ts   → exit 0 clean, 1 leaked, 2 cannot check
-import { connectEngine } from "../src/sandbox/engine.js";
+import { connectEngine } from "../src/sandbox/docker/engine.js";
 import { TEST_RUN_LABEL } from "../src/sandbox/owner.js";
 import { TMAX_LABEL } from "../src/sandbox/types.js";
 

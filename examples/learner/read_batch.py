@@ -9,7 +9,7 @@ computes the DPPO loss exactly as tmax defines it, so a learner can check its
 numbers against `tmax`'s analysis.
 
 Needs only numpy. tmax's unit tests run this script on a generated batch and
-compare the loss with the TypeScript implementation (test/unit/rl-records.test.ts).
+compare the loss with the TypeScript implementation (test/unit/rl/records.test.ts).
 
 Usage:
   python3 read_batch.py BATCH.jsonl [--trainer-logprobs RUN_trainer_logprobs_stepNNNNNN.jsonl] [--delta 0.1]

@@ -7,7 +7,7 @@ import { probeGenerationDefaults } from "../model/samplingProbe.js";
 import { createTokenClient } from "../model/tokens.js";
 import { ModelError } from "../model/types.js";
 import { createBackend } from "../sandbox/index.js";
-import { diagnoseDaytona, type DaytonaDoctorOptions } from "../sandbox/daytonaDoctor.js";
+import { diagnoseDaytona, type DaytonaDoctorOptions } from "../sandbox/daytona/doctor.js";
 import { loadTask } from "../tasks/load.js";
 import { describeNodeRuntime, nodeRuntimeStatus } from "../util/nodeRuntime.js";
 import { dim, green, red, yellow } from "./render.js";
@@ -120,7 +120,7 @@ async function checkSandbox(): Promise<Finding[]> {
 
 /** Can a bridge container open connections to this host (a model server on 0.0.0.0, say)? */
 async function checkHostGuard(): Promise<Finding> {
-  const { guardMode, hostGuardStatus } = await import("../sandbox/hostGuard.js");
+  const { guardMode, hostGuardStatus } = await import("../sandbox/docker/hostGuard.js");
   if (guardMode() === "off") return { ok: "warn", what: "host guard switched off (TMAX_HOST_GUARD=0): tasks with internet can reach services on this host" };
   const status = await hostGuardStatus().catch((e: Error) => ({ installed: false, detail: e.message }));
   if (status.installed) return { ok: true, what: `host guard: ${status.detail}` };

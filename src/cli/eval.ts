@@ -4,19 +4,19 @@ import { stripControl } from "../util/terminal.js";
 import path from "node:path";
 import { readJobConfig } from "../jobs/jobDir.js";
 import { runJob, validateJobOptions, type JobOptions, type JobProgress } from "../jobs/runner.js";
-import type { AgentName, JobConfig } from "../jobs/schema.js";
+import type { AgentName, JobConfig } from "../results/schema.js";
 import { createModelClient } from "../model/client.js";
 import type { ModelConfig } from "../model/types.js";
 import { preflightModel, requireTrainServer } from "../model/preflight.js";
 import { createTokenClient } from "../model/tokens.js";
-import { parseImageMap } from "../sandbox/build.js";
+import { parseImageMap } from "../sandbox/docker/build.js";
 import { modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { resolveDatasetArg } from "./datasets.js";
 import { createLiveView } from "./liveView.js";
 import { preflightEngine } from "./preflight.js";
 import { onStop, stopSignal } from "../sandbox/cleanup.js";
 import { bold, dim, red, stepPrinter, yellow } from "./render.js";
-import type { EnvironmentEvent } from "../jobs/trial.js";
+import type { EnvironmentEvent } from "../trial/trial.js";
 
 export interface EvalOptions extends ModelCliOptions, AgentCliOptions, SandboxCliOptions {
   dataset?: string;

@@ -92,7 +92,7 @@ program
   .option("--label <name>", "row label of the next job dir in the model card (repeatable, in the order of the dirs)", collect)
   .option("--diff", "two job dirs task by task: which tasks flipped solved→failed and back")
   .action(async (dirs: string[], o: { json?: boolean; html?: string; label?: string[]; diff?: boolean }) => {
-    const { reportJob, renderMarkdown, diffJobs, renderDiffMarkdown, reportJson, modelCard } = await import("../jobs/report.js");
+    const { reportJob, renderMarkdown, diffJobs, renderDiffMarkdown, reportJson, modelCard } = await import("../results/report.js");
     if (o.label && o.label.length > dirs.length) throw new Error(`${o.label.length} --label for ${dirs.length} job dir(s)`);
     if (o.diff && dirs.length !== 2) throw new Error(`--diff compares two job dirs (got ${dirs.length})`);
     const reports = dirs.map((d, i) => reportJob(d, o.label?.[i]));
@@ -276,7 +276,7 @@ sandboxCmd
   .option("--check", "only report whether the guard is in place (exit 1 when not)")
   .option("--remove", "remove the guard")
   .action(async (o: { check?: boolean; remove?: boolean }) => {
-    const { hostGuardStatus, installHostGuard, removeHostGuard } = await import("../sandbox/hostGuard.js");
+    const { hostGuardStatus, installHostGuard, removeHostGuard } = await import("../sandbox/docker/hostGuard.js");
     if (o.check && o.remove) throw new Error("--check and --remove exclude each other");
     if (o.remove) await removeHostGuard();
     else if (!o.check) await installHostGuard();

@@ -8,9 +8,9 @@ import { DEFAULT_LIMITS, type AgentLimits } from "../agent/loop.js";
 import { registerSecret } from "../util/redact.js";
 import type { TokenClientConfig } from "../model/tokens.js";
 import { resolvePrompts } from "../agent/promptFile.js";
-import type { TrialSettings } from "../jobs/trial.js";
-import { parseImageMap } from "../sandbox/build.js";
-import { defaultPullPolicy, type PullPolicy } from "../sandbox/images.js";
+import type { TrialSettings } from "../trial/trial.js";
+import { parseImageMap } from "../sandbox/docker/build.js";
+import { defaultPullPolicy, type PullPolicy } from "../sandbox/docker/images.js";
 
 export const collect = (v: string, prev: string[] = []) => [...prev, v];
 

@@ -3,7 +3,7 @@ import path from "node:path";
 import { createModelClient } from "../model/client.js";
 import { preflightModel, requireTokenSupport } from "../model/preflight.js";
 import { createTokenClient } from "../model/tokens.js";
-import { checkGroupSize, firstFreeStep, runRollout } from "../rl/rollout.js";
+import { checkGroupSize, firstFreeStep, runRollout } from "../jobs/rollout.js";
 import { modelConfig, tokenClientConfig, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { resolveDatasetArg } from "./datasets.js";
 import { createLiveView } from "./liveView.js";

@@ -9,7 +9,7 @@ import { runEpisode } from "../agent/loop.js";
 import { runTokenEpisode } from "../agent/tokenLoop.js";
 import { createTokenClient } from "../model/tokens.js";
 import { resolvePrompts } from "../agent/promptFile.js";
-import { runTrial, type EnvironmentEvent } from "../jobs/trial.js";
+import { runTrial, type EnvironmentEvent } from "../trial/trial.js";
 import { createModelClient } from "../model/client.js";
 import { preflightModel, requireTrainServer } from "../model/preflight.js";
 import { createBackend, JOB_DIR_LABEL, JOB_ID_LABEL } from "../sandbox/index.js";

@@ -3,7 +3,7 @@ import { createWriteStream } from "node:fs";
 import { mkdir, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import { Option, type Command } from "commander";
-import { collectTraces, findJobDirs, harborRows, sftLine, type TraceFormat, type TraceRow } from "../jobs/traces.js";
+import { collectTraces, findJobDirs, harborRows, sftLine, type TraceFormat, type TraceRow } from "../results/traces.js";
 import { stripControl } from "../util/terminal.js";
 import { dim, yellow } from "./render.js";
 
@@ -60,7 +60,7 @@ async function writeJsonl(lines: unknown[], file: string): Promise<number> {
 }
 
 async function writeParquet(rows: TraceRow[], file: string): Promise<number> {
-  const { writeTraceParquet } = await import("../jobs/tracesParquet.js");
+  const { writeTraceParquet } = await import("../results/tracesParquet.js");
   const tmp = `${file}.partial`;
   try {
     await writeTraceParquet(rows, tmp);

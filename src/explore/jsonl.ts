@@ -1,6 +1,6 @@
 // Streams a JSONL file line by line with each line's byte offset, without holding more than one read
 // buffer (plus the longest line) in memory. Files are opened below a root without following links. The offsets let a viewer later open one record by seeking.
-import { openUnder } from "../util/safeRead.js";
+import { openUnder } from "../results/safeRead.js";
 
 export interface JsonlLine {
   /** 1-based line number */
@@ -78,7 +78,7 @@ function emit(buf: Buffer, start: number, end: number, bufStart: number, lineNo:
   onLine({ lineNo, offset: bufStart + start, length: e - start, text: buf.toString("utf8", start, e) });
 }
 
-/** Reads `length` bytes at `offset` of `file` (below `root`, see util/safeRead.ts) as UTF-8 (one JSONL record). */
+/** Reads `length` bytes at `offset` of `file` (below `root`, see results/safeRead.ts) as UTF-8 (one JSONL record). */
 export async function readRange(file: string, root: string, offset: number, length: number): Promise<string> {
   const fh = await openUnder(root, file);
   try {

@@ -2,13 +2,13 @@
 // Issue (file + one-line problem) and whatever can still be read is returned.
 import { stat } from "node:fs/promises";
 import path from "node:path";
-import { MAX_JSON_BYTES, isRegularFile, listDir, readTextCapped } from "../util/safeRead.js";
-import { rewardOfResult } from "../jobs/reward.js";
-import { JobConfig, TrialResultCore } from "../jobs/schema.js";
-import { TamperReport, tamperSummary } from "../jobs/tamperRecord.js";
+import { MAX_JSON_BYTES, isRegularFile, listDir, readTextCapped } from "../results/safeRead.js";
+import { rewardOfResult } from "../results/reward.js";
+import { JobConfig, TrialResultCore } from "../results/schema.js";
+import { TamperReport, tamperSummary } from "../results/tamper.js";
 import { Trajectory } from "../agent/schema.js";
 import { TRAINER_LOGPROBS_FILE as TRAINER_LOGPROBS } from "../rl/openInstruct.js";
-import { atifToView, messagesToView, trajectoryKind } from "../jobs/atif.js";
+import { atifToView, messagesToView, trajectoryKind } from "../results/atif.js";
 
 export interface Issue {
   file: string;

@@ -4,8 +4,8 @@
 import { writeFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import { redactAll } from "../util/redact.js";
-import { perRunMeans, summarize, type Summary } from "../jobs/metrics.js";
-import { modelCard, reportJob, type JobDiff, type ModelCard } from "../jobs/report.js";
+import { perRunMeans, summarize, type Summary } from "../results/metrics.js";
+import { modelCard, reportJob, type JobDiff, type ModelCard } from "../results/report.js";
 import { discoverSources, loadJob, loadTrajectory, type Issue, type JobData, type TrialRow } from "./load.js";
 import { chartJsSource } from "./ui/chartjs.js";
 import { STYLE_CSS } from "./ui/style.js";

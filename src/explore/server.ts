@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { describeError, discoverSources, loadJob, loadTrajectory, type Discovered, type Issue, type JobData, type RolloutSetRef } from "./load.js";
 import { listSamples, loadRunIndex, readSample, runIndexIsStale, stepAggregates, type IndexProgress, type RunIndex, type SampleFilter } from "./rlIndex.js";
 import { chartJsSource } from "./ui/chartjs.js";
-import { isRegularFile, readTail } from "../util/safeRead.js";
+import { isRegularFile, readTail } from "../results/safeRead.js";
 import { redactAll } from "../util/redact.js";
 import { STYLE_CSS } from "./ui/style.js";
 import { COMMON_JS } from "./ui/common.js";
@@ -224,7 +224,7 @@ export async function startExplorer(opts: ExplorerOptions): Promise<Explorer> {
     "/api/trajectory-file": async (q) => {
       const rel = need(q, "path");
       const abs = path.resolve(root, rel);
-      // opened below the root one component at a time, no link followed (see util/safeRead.ts)
+      // opened below the root one component at a time, no link followed (see results/safeRead.ts)
       if (!insideRoot(abs) || !abs.endsWith(".json")) throw new HttpError(403, `only .json files under ${root} can be opened`);
       return { path: abs, ...(await loadTrajectory(abs, root)) };
     },

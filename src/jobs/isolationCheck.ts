@@ -11,7 +11,7 @@ import type { SandboxBackendName } from "../sandbox/types.js";
 import { privateCacheDir } from "../util/cache.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import type { Task } from "../tasks/types.js";
-import type { VerifierIsolation } from "./verifier.js";
+import type { VerifierIsolation } from "../trial/verifier.js";
 
 const MODES: readonly VerifierIsolation[] = ["shared", "snapshot", "kill"];
 

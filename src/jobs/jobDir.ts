@@ -7,9 +7,9 @@ import type { ModelConfig, Profile } from "../model/types.js";
 import type { DatasetFilters } from "../tasks/load.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import { redactUrl } from "../util/redact.js";
-import { harborAgent, harborEnvironment } from "./harbor.js";
-import { JobConfig, type AgentName, type TrialResult } from "./schema.js";
-import type { TrialSettings } from "./trial.js";
+import { harborAgent, harborEnvironment } from "../results/harbor.js";
+import { JobConfig, type AgentName, type TrialResult } from "../results/schema.js";
+import type { TrialSettings } from "../trial/trial.js";
 
 export interface JobConfigInput extends TrialSettings {
   jobDir: string;

@@ -16,12 +16,12 @@ import type { Task } from "../tasks/types.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import { jitteredBackoff } from "../util/backoff.js";
 import { CircuitBreaker } from "./breaker.js";
-import { harborJobResult, harborLock, phaseMultipliers } from "./harbor.js";
+import { harborJobResult, harborLock, phaseMultipliers } from "../results/harbor.js";
 import { ensureJobId } from "./identity.js";
 import { jobConfigOf, prepareJobDir, readJobConfig, shouldRetry, storedStart, type JobConfigInput } from "./jobDir.js";
 import { selectTasks, withJoined } from "./selection.js";
-import { TrialResult, type AgentName, type JobConfig } from "./schema.js";
-import { exceptionInfo, runTrial, type EnvironmentEvent, type TrialPhase, type TrialSettings } from "./trial.js";
+import { TrialResult, type AgentName, type JobConfig } from "../results/schema.js";
+import { exceptionInfo, runTrial, type EnvironmentEvent, type TrialPhase, type TrialSettings } from "../trial/trial.js";
 
 /** A job: what its config records (JobConfigInput: agent, k, model, limits, sandbox …) plus how this run goes. */
 export interface JobOptions extends JobConfigInput {

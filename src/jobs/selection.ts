@@ -4,7 +4,7 @@
 // config.json (`invalid_tasks`). On resume, a left-out task that is valid now joins the job with --retry-errors.
 import { formatProblem, invalidTasks } from "../tasks/check.js";
 import type { Dataset } from "../tasks/load.js";
-import type { JobConfig } from "./schema.js";
+import type { JobConfig } from "../results/schema.js";
 
 export class InvalidTasksError extends Error {
   constructor(

@@ -14,7 +14,7 @@ export type FloatArray = Float32Array | Float64Array;
 // table-driven exp (Tang's method): x = k·ln2/64 + r, exp(x) = 2^(k/64) · exp(r), with 2^(k/64)
 // held as a double-double (hi + lo) and exp(r) − 1 as a degree-6 polynomial on |r| ≤ ln2/128.
 // It is correctly rounded for >99% of inputs and within 1 ulp of Math.exp everywhere on [-30, 0]
-// (test/unit/rl-math.test.ts checks this); exp(0) is exactly 1.
+// (test/unit/rl/math.test.ts checks this); exp(0) is exactly 1.
 
 const TABLE_BITS = 6;
 const TABLE_SIZE = 1 << TABLE_BITS;

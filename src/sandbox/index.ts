@@ -1,7 +1,7 @@
 // The sandbox layer's public face: pick a backend by name; everything else is re-exported from here.
-import { daytonaBackend } from "./daytona.js";
-import { dockerBackend } from "./docker.js";
-import { localBackend } from "./local.js";
+import { daytonaBackend } from "./daytona/backend.js";
+import { dockerBackend } from "./docker/backend.js";
+import { localBackend } from "./local/backend.js";
 import type { SandboxBackend, SandboxBackendName } from "./types.js";
 
 export interface BackendOptions {
@@ -27,13 +27,13 @@ export function createBackend(name: SandboxBackendName, opts: BackendOptions = {
 }
 
 export * from "./types.js";
-export { dockerBackend, DEFAULT_PIDS_LIMIT, type DockerBackendOptions, type DockerSandbox } from "./docker.js";
-export { localBackend, type LocalBackendOptions } from "./local.js";
-export { daytonaBackend, type DaytonaBackendOptions, type DaytonaSdkLike } from "./daytona.js";
-export { buildImage, parseImageMap, rewriteFromLines, baseImages, TASK_IMAGE_REPO, TMAX_IMAGE_LABEL, type BuildSpec, type BuildOptions } from "./build.js";
+export { dockerBackend, DEFAULT_PIDS_LIMIT, type DockerBackendOptions, type DockerSandbox } from "./docker/backend.js";
+export { localBackend, type LocalBackendOptions } from "./local/backend.js";
+export { daytonaBackend, type DaytonaBackendOptions, type DaytonaSdkLike } from "./daytona/backend.js";
+export { buildImage, parseImageMap, rewriteFromLines, baseImages, TASK_IMAGE_REPO, TMAX_IMAGE_LABEL, type BuildSpec, type BuildOptions } from "./docker/build.js";
 export { track, untrack, trackedCount, removeAllTracked, installSignalCleanup, cleanupInstalled, pruneLeftovers, stopSignal, onStop, whileRunning, FAULT_EXIT_CODES, type Fault, type Removable, type SignalCleanupOptions } from "./cleanup.js";
-export { connectEngine, parseDockerHost, DEFAULT_DOCKER_HOST } from "./engine.js";
-export { DEFAULT_MAX_OUTPUT_BYTES } from "./execOutput.js";
+export { connectEngine, parseDockerHost, DEFAULT_DOCKER_HOST } from "./docker/engine.js";
+export { DEFAULT_MAX_OUTPUT_BYTES } from "./bytes/execOutput.js";
 export {
   JOB_ID_LABEL,
   JOB_DIR_LABEL,

@@ -1,7 +1,7 @@
 // Contracts of the sandbox layer. A sandbox is one long-lived container (or a local dir with --unsafe).
 // A leaf: it imports no other sandbox file but the type of the extraction budget (safeExtract.ts, itself a leaf),
 // so every backend and helper can import it without a circle.
-import type { ExtractBudget } from "./safeExtract.js";
+import type { ExtractBudget } from "./bytes/safeExtract.js";
 
 export type SandboxBackendName = "docker" | "local" | "daytona";
 

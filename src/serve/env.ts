@@ -5,10 +5,10 @@ import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { PromptSet } from "../agent/prompts.js";
-import { sandboxSpec, settleReward, type TrialInput, type TrialSettings } from "../jobs/trial.js";
-import { TrialPhaseError } from "../jobs/trialError.js";
-import type { IntegrityMode, TamperReport } from "../jobs/tamper.js";
-import { chooseIsolation, verify } from "../jobs/verifier.js";
+import { sandboxSpec, settleReward, type TrialInput, type TrialSettings } from "../trial/trial.js";
+import { TrialPhaseError } from "../trial/errors.js";
+import type { IntegrityMode, TamperReport } from "../trial/tamper.js";
+import { chooseIsolation, verify } from "../trial/verifier.js";
 import type { TokenClient } from "../model/tokens.js";
 import type { Profile } from "../model/types.js";
 import type { Sandbox, SandboxBackend } from "../sandbox/types.js";
@@ -125,7 +125,7 @@ export interface Score {
 }
 
 /**
- * The trial's verifier phase on a live sandbox (src/jobs/verifier.ts): the frozen change scan (tamper report),
+ * The trial's verifier phase on a live sandbox (src/trial/verifier.ts): the frozen change scan (tamper report),
  * the tests, the reward settled as the trial settles it (clamped; 0 when forged, or flagged under strict).
  */
 export async function scoreSandbox(env: ServeEnv, task: Task, sandbox: Sandbox, trialDir: string, signal?: AbortSignal): Promise<Score> {

@@ -12,7 +12,7 @@ import { requireTokenSupport } from "../model/preflight.js";
 import { createTokenClient } from "../model/tokens.js";
 import { registerSecret } from "../util/redact.js";
 import { readRollouts } from "../rl/records.js";
-import { checkGroupSize, runRollout } from "../rl/rollout.js";
+import { checkGroupSize, runRollout } from "../jobs/rollout.js";
 import type { ServeEnv } from "./env.js";
 import { ProtocolError } from "./protocol.js";
 

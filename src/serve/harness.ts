@@ -7,8 +7,8 @@
 import { z } from "zod";
 import type { Trajectory } from "../agent/schema.js";
 import { observationWrapper, type TokenStream } from "../agent/tokenLoop.js";
-import { runTrial } from "../jobs/trial.js";
-import type { TrialResult } from "../jobs/schema.js";
+import { runTrial } from "../trial/trial.js";
+import type { TrialResult } from "../results/schema.js";
 import { bashTool, turnFromResponse } from "../model/client.js";
 import { renderQwenXmlToolCall } from "../model/qwenXml.js";
 import { serverRoot, type SampledTurn, type TokenClient } from "../model/tokens.js";

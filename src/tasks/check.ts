@@ -1,7 +1,7 @@
 // `tmax tasks check`: every problem of every task (loader errors plus lint warnings), one line each.
 import path from "node:path";
 import { KNOWN_TOML_KEYS } from "./harbor.js";
-import { dockerfileRefusal } from "../sandbox/build.js";
+import { dockerfileRefusal } from "../sandbox/docker/build.js";
 import { parseDockerfile } from "../sandbox/dockerfile.js";
 import { readTextIfFile } from "./files.js";
 import { loadDataset, type Dataset } from "./load.js";

@@ -1,4 +1,4 @@
-// An in-process fake of the Daytona SDK surface tmax uses (src/sandbox/daytonaSdk.ts). Its sandboxes run the
+// An in-process fake of the Daytona SDK surface tmax uses (src/sandbox/daytona/sdk.ts). Its sandboxes run the
 // commands they are given on this machine, in a temp dir that stands in for the sandbox's filesystem, the way
 // the Daytona daemon runs session commands (read from its sources, apps/daemon/pkg/session): one command at a
 // time per session, each under `sh` in a process group of its own, stdout and stderr logged apart with a "\n"
@@ -11,8 +11,8 @@ import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { daytonaBackend, type DaytonaBackendOptions } from "../../src/sandbox/daytona.js";
-import type { DaytonaClientLike, DaytonaCreateParams, DaytonaImageLike, DaytonaSandboxLike, DaytonaSdkLike, DaytonaSnapshotLike } from "../../src/sandbox/daytonaSdk.js";
+import { daytonaBackend, type DaytonaBackendOptions } from "../../src/sandbox/daytona/backend.js";
+import type { DaytonaClientLike, DaytonaCreateParams, DaytonaImageLike, DaytonaSandboxLike, DaytonaSdkLike, DaytonaSnapshotLike } from "../../src/sandbox/daytona/sdk.js";
 import type { SandboxSpec } from "../../src/sandbox/types.js";
 
 export const API_KEY = `sk-test-${randomBytes(6).toString("hex")}`;

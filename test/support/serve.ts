@@ -6,7 +6,7 @@ import path from "node:path";
 import { spawnSync } from "node:child_process";
 import WebSocket from "ws";
 import { ensureJobId } from "../../src/jobs/identity.js";
-import type { TrialSettings } from "../../src/jobs/trial.js";
+import type { TrialSettings } from "../../src/trial/trial.js";
 import type { TokenClient } from "../../src/model/tokens.js";
 import type { Profile } from "../../src/model/types.js";
 import { createBackend } from "../../src/sandbox/index.js";

@@ -1,4 +1,4 @@
-"""Run by the node test (test/integration/serve-python.test.ts), not collected on its own (no test_ prefix):
+"""Run by the node test (test/e2e/serve/python.test.ts), not collected on its own (no test_ prefix):
 a trainer loop with open-instruct's interface whose model is the scripted vLLM stand-in that `tmax run` used;
 every observation it gets must be byte for byte the tool message `tmax run` gave the model."""
 

@@ -1,0 +1,116 @@
+// `tmax traces export`: tmax's and Harbor's job dirs → SFT messages JSONL, Harbor's trace rows, Parquet. The JSONL
+// is read back by Python's json module and the Parquet file by hyparquet; the messages must equal the trajectory's.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, test } from "node:test";
+import { toAtif } from "../../../src/results/atif.js";
+import { readTraceParquet } from "../../../src/results/tracesParquet.js";
+import { collectTraces, findJobDirs, harborRows, readConversation } from "../../../src/results/traces.js";
+import { ROOT } from "../../support/env.js";
+import { makeTrajectory, writeJobDir } from "../../support/fixtures.js";
+import { writeHarborJobDir } from "../../support/harbor.js";
+
+const root = await mkdtemp(path.join(tmpdir(), "tmax-traces-"));
+after(() => rm(root, { recursive: true, force: true }));
+
+function tmax(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "cli", "main.ts"), ...args], { encoding: "utf8", cwd: ROOT });
+}
+
+const job = await writeJobDir(root, {
+  jobName: "tb-run",
+  dataset: "/data/tasks",
+  model: "tmax-9b",
+  k: 2,
+  trials: [
+    { task: "hello", attempt: 0, reward: 1 },
+    { task: "hello", attempt: 1, reward: 0 },
+    { task: "count", attempt: 0, reward: 1 },
+    { task: "count", attempt: 1, reward: 0, exception: { type: "AgentTimeoutError", message: "too slow" } },
+  ],
+});
+const trajectoryMessages = async (trial: string) => JSON.parse(await readFile(path.join(job, trial, "agent", "trajectory.json"), "utf8")).messages;
+
+test("sft export: successful trials only by default, every one with --all; Python's json reads the messages the trajectory has", async () => {
+  const out = path.join(root, "sft.jsonl");
+  const run = tmax(["traces", "export", job, "-o", out]);
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /2 row\(s\) from 2 trial\(s\)/);
+  const py = spawnSync("python3", ["-c", "import json,sys\nfor l in open(sys.argv[1]):\n  r=json.loads(l)\n  print(json.dumps([r['metadata']['trial'], r['metadata']['reward'], r['messages'], r['tools'][0]['function']['name']]))", out], { encoding: "utf8" });
+  assert.equal(py.status, 0, py.stderr);
+  const rows = py.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(rows.map((r) => [r[0], r[1]]).sort(), [["count__0", 1], ["hello__0", 1]]);
+  for (const [trial, , messages, tool] of rows) {
+    assert.deepEqual(messages, await trajectoryMessages(trial), `${trial}: messages as the trajectory holds them`);
+    assert.equal(tool, "bash");
+  }
+
+  const all = path.join(root, "all.jsonl");
+  assert.equal(tmax(["traces", "export", job, "-o", all, "--all"]).status, 0);
+  const lines = (await readFile(all, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(lines.length, 4);
+  assert.deepEqual(lines.map((l) => [l.metadata.trial, l.metadata.reward, l.metadata.exception]).sort(), [["count__0", 1, null], ["count__1", 0, "AgentTimeoutError"], ["hello__0", 1, null], ["hello__1", 0, null]]);
+});
+
+test("filters: --min-reward, --task, --job (by name), and a dir of job dirs", async () => {
+  const other = await writeJobDir(root, { jobName: "other-run", dataset: "/data/tasks", model: "m", k: 1, trials: [{ task: "hello", attempt: 0, reward: 0.5 }] });
+  const dirs = findJobDirs([root]).filter((d) => d === job || d === other);
+  assert.equal(dirs.length, 2);
+  assert.deepEqual(collectTraces(dirs, { minReward: 0.5, all: true }).map((r) => r.metadata.trial).sort(), ["count__0", "hello__0", "hello__0"]);
+  assert.deepEqual(collectTraces(dirs, { tasks: ["count"], all: true }).map((r) => r.metadata.trial).sort(), ["count__0", "count__1"]);
+  assert.deepEqual(collectTraces(dirs, { jobs: ["other-run"] }).map((r) => [r.metadata.job, r.metadata.reward]), [["other-run", 0.5]]);
+  const bad = tmax(["traces", "export", path.join(root, "nowhere"), "-o", path.join(root, "x.jsonl")]);
+  assert.equal(bad.status, 1);
+  assert.equal(bad.stderr.trim().split("\n").length, 1, "one line");
+});
+
+test("parquet export reads back (hyparquet) with the same messages and metadata", async () => {
+  const out = path.join(root, "traces.parquet");
+  const run = tmax(["traces", "export", job, "--format", "parquet", "-o", out, "--all"]);
+  assert.equal(run.status, 0, run.stderr);
+  const rows = await readTraceParquet(out);
+  assert.equal(rows.length, 4);
+  for (const r of rows) {
+    assert.deepEqual(r.messages, await trajectoryMessages(String(r.trial)));
+    assert.equal(typeof r.reward, "number");
+  }
+  assert.deepEqual(rows.map((r) => [r.trial, r.exception ?? null]).sort(), [["count__0", null], ["count__1", "AgentTimeoutError"], ["hello__0", null], ["hello__1", null]]);
+});
+
+test("harbor rows: one per assistant turn (or the last), text-only roles, reward bucket as Harbor writes it", async () => {
+  const [row] = collectTraces([job], { tasks: ["hello"] });
+  const turns = row!.messages.filter((m) => m.role === "assistant").length;
+  const rows = harborRows(row!, "all");
+  assert.equal(rows.length, turns);
+  assert.deepEqual(rows.map((r) => r.episode), Array.from({ length: turns }, (_, i) => `episode-${i}`));
+  const last = harborRows(row!, "last");
+  assert.equal(last.length, 1);
+  const conv = last[0]!.conversations as { role: string; content: string }[];
+  assert.equal(conv.at(-1)!.role, "assistant");
+  assert.ok(conv.every((m) => ["system", "user", "assistant"].includes(m.role)));
+  assert.equal(last[0]!.result, "1.0");
+  assert.equal(last[0]!.trial_name, "hello__0");
+  assert.equal(last[0]!.run_id, "tb-run");
+  const out = path.join(root, "harbor.jsonl");
+  assert.equal(tmax(["traces", "export", job, "--format", "harbor", "--episodes", "last", "-o", out]).status, 0);
+  assert.equal((await readFile(out, "utf8")).trim().split("\n").length, 2);
+});
+
+test("Harbor job dirs: a plain message list and ATIF trajectories become chat messages", async () => {
+  const { dir, trialDirs } = await writeHarborJobDir(root, { name: "harbor-job", model: "hosted_vllm/tmax-9b", k: 1, trials: [{ task: "t1", reward: 1, startSec: 0 }] });
+  const rows = collectTraces([dir]);
+  assert.equal(rows.length, 1);
+  assert.deepEqual(rows[0]!.messages, JSON.parse(await readFile(path.join(dir, trialDirs[0]!, "agent", "trajectory.json"), "utf8")));
+
+  const t = makeTrajectory({ task: "t1" });
+  await writeFile(path.join(dir, trialDirs[0]!, "agent", "trajectory.json"), JSON.stringify(toAtif(t, { sessionId: "s" })));
+  const conv = readConversation(path.join(dir, trialDirs[0]!));
+  assert.ok(!("problem" in conv));
+  const assistants = conv.messages.filter((m) => m.role === "assistant");
+  assert.equal(assistants.length, t.steps.length);
+  assert.deepEqual(assistants.map((m) => JSON.parse((m.tool_calls as any)[0].function.arguments).command), t.steps.map((s) => s.toolCall!.command));
+  assert.deepEqual(conv.messages.filter((m) => m.role === "tool").map((m) => m.content), t.steps.flatMap((s) => s.executions!.map((e) => e.observation)));
+});
