@@ -8,9 +8,7 @@ import { perRunMeans, summarize, type Summary } from "../results/metrics.js";
 import { modelCard, reportJob, type JobDiff, type ModelCard } from "../results/report.js";
 import { discoverSources, loadJob, loadTrajectory, type Issue, type JobData, type TrialRow } from "./load.js";
 import { chartJsSource } from "./ui/chartjs.js";
-import { STYLE_CSS } from "./ui/style.js";
-import { COMMON_JS } from "./ui/common.js";
-import { REPORT_JS } from "./ui/reportClient.js";
+import { COMMON_JS, REPORT_JS, STYLE_CSS } from "./ui/assets.js";
 
 export interface ReportOptions {
   /** dir the HTML file will be written to: trajectory links are relative to it (default: cwd) */

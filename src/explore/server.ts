@@ -7,11 +7,9 @@ import type { AddressInfo } from "node:net";
 import { describeError, discoverSources, loadJob, loadTrajectory, type Discovered, type Issue, type JobData, type RolloutSetRef } from "./load.js";
 import { listSamples, loadRunIndex, readSample, runIndexIsStale, stepAggregates, type IndexProgress, type RunIndex, type SampleFilter } from "./rlIndex.js";
 import { chartJsSource } from "./ui/chartjs.js";
+import { APP_JS, COMMON_JS, STYLE_CSS } from "./ui/assets.js";
 import { isRegularFile, readTail } from "../results/safeRead.js";
 import { redactAll } from "../util/redact.js";
-import { STYLE_CSS } from "./ui/style.js";
-import { COMMON_JS } from "./ui/common.js";
-import { APP_JS } from "./ui/appClient.js";
 
 export interface ExplorerOptions {
   /** directory holding job dirs and/or rollout shard sets (searched a few levels deep) */

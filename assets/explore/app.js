@@ -1,7 +1,7 @@
-// Browser code of the web UI: a hash router over the JSON APIs of server.ts. Runs after COMMON_JS.
-// Every failed request ends up in an issues panel on the page, never in a blank page.
-// (No backticks inside: it is a template.)
-export const APP_JS = String.raw`
+// Browser code of the web UI: a hash router over the JSON APIs of src/explore/server.ts. Runs after common.js.
+// Every failed request ends up in an issues panel on the page, never in a blank page. Plain ES2020, inlined
+// into the page by the server as it is.
+
 (function () {
   var pageEl = document.getElementById("page");
   var renderToken = 0;
@@ -328,4 +328,3 @@ export const APP_JS = String.raw`
   window.addEventListener("hashchange", start);
   start();
 })();
-`;

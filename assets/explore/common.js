@@ -1,8 +1,7 @@
-// Browser code shared by the report and the web UI: a tiny DOM builder (text is always inserted as text,
-// never as HTML, so observations cannot inject markup), number formats, Chart.js helpers, the issues
-// panel, the trajectory conversation view and the token heat-map. Plain ES2020 kept as a string so it
-// runs unchanged from `tsx src/...` and from compiled `dist/`. (No backticks inside: it is a template.)
-export const COMMON_JS = String.raw`
+// Browser code shared by the HTML report and the web UI: a tiny DOM builder (text is always inserted as text,
+// never as HTML, so observations cannot inject markup), number formats, Chart.js helpers, the issues panel, the
+// trajectory conversation view and the token heat-map. Plain ES2020, inlined into both pages as it is.
+
 "use strict";
 function h(tag, attrs) {
   var el = document.createElement(tag);
@@ -200,4 +199,3 @@ function execView(e) {
       e.outputTruncated ? h("span", { class: "badge warn" }, "output truncated") : null),
     obs ? h("pre", { class: "obs" }, obs) : h("div", { class: "muted small" }, "(no output)"));
 }
-`;

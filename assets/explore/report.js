@@ -1,6 +1,6 @@
 // Browser code of the static HTML report: charts from the inlined data, trial filters, and the inline
-// trajectory reader. Runs after COMMON_JS. (No backticks inside: it is a template.)
-export const REPORT_JS = String.raw`
+// trajectory reader. Runs after common.js.
+
 (function () {
   var data = JSON.parse(document.getElementById("report-data").textContent);
   var trajectories = JSON.parse(document.getElementById("report-trajectories").textContent);
@@ -121,4 +121,3 @@ export const REPORT_JS = String.raw`
     });
   });
 })();
-`;
