@@ -230,7 +230,9 @@ describe("eval on real Terminal-Bench 2 tasks", { skip: ENGINE_SKIP || SHARED_SK
       },
     });
     try {
-      const results = await runJob(base({ datasetDir: SHARED_TASKS, agent: "tmax", model: modelConfigFromOptions({ baseUrl: server.baseUrl }), concurrency: 2 }));
+      // one command is a whole solve.sh here (some run apt-get against the mirror): a model's 120 s per command is
+      // too short for that on a loaded CI machine (measured: 0 on log-summary-date-ranges with two files running)
+      const results = await runJob(base({ datasetDir: SHARED_TASKS, agent: "tmax", model: modelConfigFromOptions({ baseUrl: server.baseUrl }), concurrency: 2, agentLimits: { commandTimeoutSec: 900 } }));
       assert.equal(results.length, 4);
       for (const r of results) {
         assert.equal(r.reward, 1, `${r.trial_name}: ${r.exception_info?.exception_message}`);
