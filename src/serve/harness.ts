@@ -298,18 +298,22 @@ export class HarnessEpisode {
     return { messages, observations };
   }
 
-  private turnObservation(ask: Ask): Record<string, unknown> {
-    const { messages, observations } = this.delta(this.messages);
-    const observation: Record<string, unknown> = {
+  /** The fields every observation has: the session, what the loop added since the client's last turn, the status. */
+  private observationOf(all: readonly unknown[], exitStatus: string | null): Record<string, unknown> {
+    const { messages, observations } = this.delta(all);
+    return {
       task_id: this.task.name,
       episode_id: this.episodeId,
       profile: this.profile,
       observation: observations.join("\n\n"),
       observations,
       messages,
-      exit_status: null,
-      metadata: {},
+      exit_status: exitStatus,
     };
+  }
+
+  private turnObservation(ask: Ask): Record<string, unknown> {
+    const observation: Record<string, unknown> = { ...this.observationOf(this.messages, null), metadata: {} };
     if (this.profile === "train") Object.assign(observation, this.wrapperFields(ask.ids ?? []), { max_tokens: ask.maxTokens ?? null, seed: ask.seed ?? null });
     return observation;
   }
@@ -325,7 +329,6 @@ export class HarnessEpisode {
 
   private endPayload(result: TrialResult): StepPayload {
     const t = this.trajectory;
-    const { messages, observations } = this.delta((t?.messages as unknown[] | undefined) ?? this.messages);
     const verified = result.verifier_result !== null;
     // eval: the trial's reward (as `tmax run` prints it); train: the rollout's (0 unless submitted and scored cleanly)
     const reward =
@@ -337,13 +340,7 @@ export class HarnessEpisode {
           ? result.reward
           : null;
     const observation: Record<string, unknown> = {
-      task_id: this.task.name,
-      episode_id: this.episodeId,
-      profile: this.profile,
-      observation: observations.join("\n\n"),
-      observations,
-      messages,
-      exit_status: t?.exitStatus ?? "error",
+      ...this.observationOf((t?.messages as unknown[] | undefined) ?? this.messages, t?.exitStatus ?? "error"),
       rewards: result.verifier_result?.rewards ?? null,
       tamper: result.tamper ?? null,
       error: result.exception_info ? `${result.exception_info.exception_type}: ${result.exception_info.exception_message}` : null,
