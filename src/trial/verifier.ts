@@ -266,7 +266,7 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
 
     // bounded: an engine that stops answering after test.sh fails the trial, it never hangs it
     // under watch the reward is the bytes the runner took at test.sh's exit (what Harbor reads right after it
-    // returns); read again now, the files could hold what an agent process wrote since
+    // returns), never a second read: by now the files could hold what an agent process wrote since
     const rewards = rewardFiles ? rewardsOf(rewardFiles, exitCode) : await withDeadline(readRewards(target, exitCode), 120_000, "reading the reward file");
     const note = notes.length ? notes.join("; ") : undefined;
     if (tamper && note) tamper.note = note;
@@ -467,13 +467,12 @@ async function quarantineShadows(sandbox: Sandbox, changes: readonly FileChange[
 
 async function readRewards(sandbox: Sandbox, exitCode: number): Promise<Record<string, number>> {
   const json = await sandbox.readFile("/logs/verifier/reward.json");
-  if (json) return parseRewardJson(checkSize(json, "reward.json"));
+  if (json) return rewardsOf({ "reward.json": json }, exitCode);
   const txt = await sandbox.readFile("/logs/verifier/reward.txt");
-  if (!txt) throw new VerifierError("RewardFileNotFoundError", `no reward file: /logs/verifier/reward.json and reward.txt missing (test.sh exit ${exitCode})`);
-  return { reward: parseRewardText(checkSize(txt, "reward.txt")) };
+  return rewardsOf(txt ? { "reward.txt": txt } : {}, exitCode);
 }
 
-/** The rewards from the files the watch took at test.sh's exit: the same rules as readRewards. */
+/** The rewards from reward.json (first) or reward.txt, as the watch took them or as read afterwards: one rule for both. */
 export function rewardsOf(files: Record<string, Buffer | "big" | "special">, exitCode: number): Record<string, number> {
   const take = (name: string): string | undefined => {
     const f = files[name];
