@@ -14,7 +14,8 @@ import { podmanCliBuild, usePodmanCli, type BuildNetwork } from "./buildNetwork.
 import { ensureHostGuard } from "./hostGuard.js";
 import { linkLeadsOut } from "../../util/fs.js";
 import { argWords, bothReadings, parseDockerfile, shellWord } from "../dockerfile.js";
-import { listTree, packItems, type LocalEntry, type PackItem } from "../bytes/tarball.js";
+import { contextEntries } from "./dockerignore.js";
+import { packItems, type LocalEntry, type PackItem } from "../bytes/tarball.js";
 import { SandboxError } from "../types.js";
 
 export interface BuildSpec {
@@ -259,41 +260,6 @@ function validateMap(data: unknown, what: string): Record<string, string> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// .dockerignore (minimal: `*`, `**`, `?`, `!` exceptions, leading `/`, a match on a dir covers its contents)
-
-function dockerignoreMatcher(text: string): (rel: string) => boolean {
-  const rules = text
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith("#"))
-    .map((l) => {
-      const negate = l.startsWith("!");
-      const pattern = path.posix.normalize((negate ? l.slice(1) : l).trim().replace(/^\/+/, "")).replace(/\/+$/, "");
-      return { negate, re: globToRegExp(pattern) };
-    });
-  return (rel) => {
-    let ignored = false;
-    for (const { negate, re } of rules) if (re.test(rel)) ignored = !negate;
-    return ignored;
-  };
-}
-
-function globToRegExp(glob: string): RegExp {
-  let re = "";
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i];
-    if (c === "*" && glob[i + 1] === "*") {
-      re += ".*";
-      i++;
-      if (glob[i + 1] === "/") i++;
-    } else if (c === "*") re += "[^/]*";
-    else if (c === "?") re += "[^/]";
-    else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${re}(/.*)?$`);
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // Building
 
 /** In-flight builds by tag: concurrent trials of one task share a single build. */
@@ -370,15 +336,15 @@ async function planBuild(build: BuildSpec, docker: Docker): Promise<BuildPlan> {
     baseIds.push(`${image}=${info.Id}`);
   }
 
-  const ignoreText = await fs.readFile(path.join(contextDir, ".dockerignore"), "utf8").catch(() => "");
-  const ignored = ignoreText ? dockerignoreMatcher(ignoreText) : () => false;
   const relDockerfile = path.relative(contextDir, dockerfilePath).split(path.sep).join("/");
   const insideContext = !relDockerfile.startsWith("../") && !path.isAbsolute(relDockerfile);
   // podman/buildah run a Dockerfile whose name ends in `.in` through the host's cpp, where `#include "/any/file"`
   // reads host files into the build (measured: a root-only file appeared in the build log); under another name
   // the text is used as written, as Docker would
   const dockerfileName = insideContext && !/\.in$/i.test(relDockerfile) ? relDockerfile : ".tmax.Dockerfile";
-  const entries = await listTree(contextDir, (rel) => rel !== dockerfileName && ignored(rel));
+  const entries = await contextEntries(contextDir, dockerfileName).catch((err: Error) => {
+    throw new SandboxError(`build context ${contextDir}: ${err.message}`, "build_failed");
+  });
   await refuseLinksOut(contextDir, entries);
 
   const hash = createHash("sha256");
