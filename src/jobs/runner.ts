@@ -1,6 +1,6 @@
 // A job: k attempts of every task of a dataset, n trials at a time, resumable after a crash or kill -9.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import pLimit from "p-limit";
 import type { AgentEvent, AgentLimits } from "../agent/loop.js";
@@ -18,6 +18,7 @@ import { jitteredBackoff } from "../util/backoff.js";
 import { CircuitBreaker } from "./breaker.js";
 import { harborJobResult, harborLock, phaseMultipliers } from "../results/harbor.js";
 import { ensureJobId } from "./identity.js";
+import { lockJobDir } from "./lock.js";
 import { jobConfigOf, prepareJobDir, readJobConfig, shouldRetry, storedStart, type JobConfigInput } from "./jobDir.js";
 import { selectTasks, withJoined } from "./selection.js";
 import { TrialResult, type AgentName, type JobConfig } from "../results/schema.js";
@@ -118,11 +119,19 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   const backend = createBackend(opts.backend, { unsafe: opts.unsafe });
   // one id for the job: Harbor's job_id in config.json, and the label of every container it starts
   const joined = Object.fromEntries(selection.joined.map((n) => [n, checksums[n]!]));
-  const jobId = await ensureJobId(jobDir, await prepareJobDir(jobDir, config, opts.resume, (c) => withJoined(c, joined)));
+  // the lock comes first: of two runs starting on one dir, the one without it changes nothing there
+  if (!opts.resume) await mkdir(jobDir, { recursive: true });
+  const release = existsSync(jobDir) ? await lockJobDir(jobDir) : async () => undefined;
+  let jobId: string;
+  try {
+    jobId = await ensureJobId(jobDir, await prepareJobDir(jobDir, config, opts.resume, (c) => withJoined(c, joined)));
+  } catch (err) {
+    await release();
+    throw err;
+  }
   for (const line of selection.leftOut.values()) hooks.onNotice?.(line);
   for (const name of selection.joined) hooks.onNotice?.(`${name} is valid now: it joins the job`);
   config.job_id = jobId;
-  const release = await lockJobDir(jobDir);
   try {
     // leftovers of a killed run of this job only: containers, then verifier snapshot images
     if (opts.resume) await pruneLeftovers(backend, { job: jobId }).catch(() => undefined);
@@ -325,25 +334,5 @@ function readResult(trialDir: string): TrialResult | null {
     return TrialResult.parse(JSON.parse(readFileSync(file, "utf8")));
   } catch {
     return null; // unreadable: treat as not done
-  }
-}
-
-/** One live runner per job dir; the lock of a killed runner (dead pid) is taken over. */
-async function lockJobDir(jobDir: string): Promise<() => Promise<void>> {
-  const lock = path.join(jobDir, ".lock");
-  if (existsSync(lock)) {
-    const pid = Number(readFileSync(lock, "utf8"));
-    if (pid && pid !== process.pid && alive(pid)) throw new Error(`job dir ${jobDir} is in use by process ${pid}`);
-  }
-  await writeFile(lock, String(process.pid));
-  return () => rm(lock, { force: true });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
