@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { compare as compareVersions, valid as validVersion } from "@renovatebot/pep440";
 
 /** Harbor's public registry (harbor's RemoteRegistryInfo default). */
 export const DEFAULT_REGISTRY_URL = "https://raw.githubusercontent.com/laude-institute/harbor/main/registry.json";
@@ -138,7 +139,20 @@ function parseRegistry(text: string, where: string): RegistryDataset[] {
   return parsed.data;
 }
 
-/** The dataset `ref` names; "latest" or no version picks the highest version (numeric-aware order). */
+/**
+ * The version Harbor picks for a dataset named without one (its registry client's resolve_version): "head" when
+ * there is one; else the highest PEP 440 version, where a pre-release is below its release (2.0rc1 < 2.0 <
+ * 2.0.post1) and versions that are not PEP 440 are left out; else, when none is, the last in plain string order.
+ * Of equal versions (2.0, 2.0.0, v2.0) the registry's first wins.
+ */
+export function latestVersion(versions: string[]): string | undefined {
+  if (versions.includes("head")) return "head";
+  const pep440 = versions.filter((v) => validVersion(v) !== null);
+  if (pep440.length) return pep440.reduce((best, v) => (compareVersions(v, best) > 0 ? v : best));
+  return versions.reduce<string | undefined>((best, v) => (best === undefined || v > best ? v : best), undefined);
+}
+
+/** The dataset `ref` names; "latest" or no version picks Harbor's latest (latestVersion). */
 export function findDataset(registry: Registry, ref: DatasetRef): RegistryDataset {
   const short = ref.name.includes("/") ? ref.name.split("/").pop()! : ref.name;
   let candidates = registry.datasets.filter((d) => d.name === ref.name);
@@ -148,7 +162,8 @@ export function findDataset(registry: Registry, ref: DatasetRef): RegistryDatase
     throw new Error(`no dataset named '${ref.name}' in registry ${registry.source}${names ? ` (it has: ${names})` : ""}`);
   }
   if (!ref.version || ref.version === "latest" || ref.version === "head") {
-    return [...candidates].sort((a, b) => a.version.localeCompare(b.version, "en", { numeric: true })).pop()!;
+    const latest = latestVersion(candidates.map((d) => d.version));
+    return candidates.find((d) => d.version === latest)!;
   }
   if (ref.version.startsWith("sha256:")) throw new Error(`dataset digests (${ref.version}) need Harbor's package registry; this registry pins versions by name@version`);
   const hit = candidates.find((d) => d.version === ref.version);
