@@ -72,7 +72,7 @@ export async function runEpisode(input: EpisodeInput): Promise<Trajectory> {
     { role: "user", content: prompts.instance(input.instruction) },
   ];
   const steps: TrajectoryStep[] = [];
-  const usage = { promptTokens: 0, completionTokens: 0, contextTokens: 0 };
+  const usage: { promptTokens: number; completionTokens: number; contextTokens: number; cachedTokens?: number } = { promptTokens: 0, completionTokens: 0, contextTokens: 0 };
   let status: ExitStatus;
   let error: string | undefined;
   let errorKind: string | undefined;
@@ -125,6 +125,7 @@ export async function runEpisode(input: EpisodeInput): Promise<Trajectory> {
       });
       usage.promptTokens += turn.usage.promptTokens;
       usage.completionTokens += turn.usage.completionTokens;
+      if (turn.usage.cachedTokens !== undefined) usage.cachedTokens = (usage.cachedTokens ?? 0) + turn.usage.cachedTokens;
       usage.contextTokens = turn.usage.promptTokens + turn.usage.completionTokens;
       const step: TrajectoryStep = { index, startedAt: stepStartedAt, model: turnRecord(turn) };
       steps.push(step);

@@ -5,7 +5,7 @@ export const EXIT_STATUSES = ["submitted", "step_limit", "token_limit", "format_
 export const ExitStatus = z.enum(EXIT_STATUSES);
 export type ExitStatus = z.infer<typeof ExitStatus>;
 
-const Usage = z.object({ promptTokens: z.number(), completionTokens: z.number() });
+const Usage = z.object({ promptTokens: z.number(), completionTokens: z.number(), cachedTokens: z.number().optional() });
 
 export const TrajectoryStep = z.object({
   index: z.number(), // 0-based model turn
@@ -70,6 +70,7 @@ export const Trajectory = z.object({
   usage: z.object({
     promptTokens: z.number(), // summed over turns
     completionTokens: z.number(), // summed over turns
+    cachedTokens: z.number().optional(), // summed over the turns whose server reported it
     contextTokens: z.number(), // length of the final context (prompt + completion of the last turn)
   }),
   startedAt: z.string(),

@@ -7,6 +7,7 @@ import { runJob, validateJobOptions, type JobOptions, type JobProgress } from ".
 import type { AgentName, JobConfig } from "../results/schema.js";
 import { createModelClient } from "../model/client.js";
 import type { ModelConfig } from "../model/types.js";
+import { priceFromFlags } from "../model/price.js";
 import { preflightModel, requireTrainServer } from "../model/preflight.js";
 import { createTokenClient } from "../model/tokens.js";
 import { parseImageMap } from "../sandbox/docker/build.js";
@@ -42,6 +43,11 @@ export interface EvalOptions extends ModelCliOptions, AgentCliOptions, SandboxCl
   retryErrors?: boolean | string;
   skipInvalid?: boolean;
   verbose: boolean;
+  priceTable?: string;
+  priceInput?: number;
+  priceOutput?: number;
+  priceCachedInput?: number;
+  maxCost?: number;
 }
 
 /** Options that may differ on resume: where the model is served, how fast to go, how loud to be. */
@@ -187,6 +193,8 @@ export function jobOptionsOf(o: EvalOptions, at: { datasetDir: string; jobDir: s
     pauseAfter: o.pauseAfter,
     maxPauseSec: o.maxPause,
     skipInvalid: o.skipInvalid,
+    price: at.model ? priceFromFlags(o, at.model.model) : undefined,
+    maxCostUsd: o.maxCost,
   };
 }
 
@@ -210,7 +218,7 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   // every refusal happens before the job dir is created
   const retryErrors = o.retryErrors === undefined || o.retryErrors === false ? undefined : o.retryErrors === true ? (true as const) : o.retryErrors.split(",").map((s) => s.trim()).filter(Boolean);
   if (retryErrors && !resume) throw new Error("--retry-errors needs --resume <job-dir> (it re-runs finished trials of that job)");
-  validateJobOptions({ ...o, concurrency: o.n });
+  validateJobOptions({ ...o, concurrency: o.n, maxCostUsd: o.maxCost });
   if (o.backend === "local" && !o.unsafe) throw new Error("the local backend runs commands directly on this machine without isolation; pass --unsafe to allow it");
   if (o.backend === "daytona" && !process.env.DAYTONA_API_KEY) throw new Error("the daytona backend needs an API key: set DAYTONA_API_KEY");
   const model = modelConfigOf(o);

@@ -40,6 +40,11 @@ export function addEvalOptions(cmd: Command): Command {
     .option("--infra-retries <n>", "re-runs of a trial that failed on infrastructure (engine, model server), with exponential backoff", toInt, 2)
     .option("--pause-after <n>", "consecutive infrastructure failures that pause the job until the model server and engine answer again", toInt, 3)
     .option("--max-pause <sec>", "longest such pause before the job stops (resume it later with --resume)", toInt, 1800)
+    .option("--price-table <file>", "JSON/YAML of model prices in USD per million tokens, {\"<model>\": {\"input\": 2, \"output\": 8, \"cached_input\": 0.5}}: trials get cost_usd")
+    .option("--price-input <usd>", "USD per million prompt tokens of the model (with --price-output; overrides --price-table)", Number.parseFloat)
+    .option("--price-output <usd>", "USD per million completion tokens of the model", Number.parseFloat)
+    .option("--price-cached-input <usd>", "USD per million prompt tokens the server reports as cached (default: --price-input)", Number.parseFloat)
+    .option("--max-cost <usd>", "start no trial once the job's cost reaches this (needs a price; the job stays resumable)", Number.parseFloat)
     .option("-v, --verbose", "print every step of every trial", false);
 }
 

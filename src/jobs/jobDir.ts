@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import type { ModelPrice } from "../model/price.js";
 import type { ModelConfig, Profile } from "../model/types.js";
 import type { DatasetFilters } from "../tasks/load.js";
 import { writeJsonAtomic } from "../util/fs.js";
@@ -23,6 +24,10 @@ export interface JobConfigInput extends TrialSettings {
   nTasks?: number;
   /** Extra attempts for a trial that failed on infrastructure (engine, model server unreachable). */
   infraRetries: number;
+  /** The model's price (--price-*): each trial's cost_usd; none → null costs. A resume without one keeps the stored one. */
+  price?: ModelPrice;
+  /** --max-cost: no trial starts once the job's summed cost_usd reaches it (the job stays resumable). */
+  maxCostUsd?: number;
 }
 
 /**
@@ -30,7 +35,7 @@ export interface JobConfigInput extends TrialSettings {
  * mirrors of tmax's own fields (n_attempts = k, agents = agent/model/limits, datasets = dataset/filters, environment =
  * backend), so that a change is named once, in tmax's terms.
  */
-const RUNTIME_FIELDS = new Set(["job_name", "jobs_dir", "job_id", "created_at", "n_concurrent_trials", "retry", "n_attempts", "agents", "datasets", "environment", "dataset_name"]);
+const RUNTIME_FIELDS = new Set(["job_name", "jobs_dir", "job_id", "created_at", "n_concurrent_trials", "retry", "n_attempts", "agents", "datasets", "environment", "dataset_name", "price", "max_cost_usd"]);
 
 const view = (c: Record<string, unknown>, k: string) =>
   JSON.stringify(k === "model" && c.model && typeof c.model === "object" ? { ...(c.model as object), base_url: undefined } : c[k]);
@@ -85,6 +90,8 @@ export function jobConfigOf(opts: JobConfigInput, o: { jobName: string; datasetD
     integrity: opts.integrity ?? null,
     verifier_isolation: opts.verifierIsolation ?? null,
     verifier_hardening: opts.verifierHardening ?? true,
+    price: opts.price ?? null,
+    max_cost_usd: opts.maxCostUsd ?? null,
     created_at: new Date().toISOString(),
   };
 }

@@ -82,7 +82,8 @@ export type TrialEvent =
 export const trialName = (task: string, attempt: number) => `${task.replace(/[^\w.-]+/g, "-")}__${attempt}`;
 
 /** Options that make no sense are refused with one line, before anything is created. */
-export function validateJobOptions(opts: Pick<JobOptions, "k" | "concurrency" | "timeoutMultiplier" | "agentTimeoutMultiplier" | "verifierTimeoutMultiplier" | "buildTimeoutMultiplier" | "nTasks">): void {
+export function validateJobOptions(opts: Pick<JobOptions, "k" | "concurrency" | "timeoutMultiplier" | "agentTimeoutMultiplier" | "verifierTimeoutMultiplier" | "buildTimeoutMultiplier" | "nTasks" | "maxCostUsd">): void {
+  if (opts.maxCostUsd !== undefined && !(Number.isFinite(opts.maxCostUsd) && opts.maxCostUsd >= 0)) throw new Error(`--max-cost must be a number of USD ≥ 0 (got ${opts.maxCostUsd})`);
   if (!Number.isInteger(opts.k) || opts.k < 1) throw new Error(`-k/--n-attempts must be an integer ≥ 1 (got ${opts.k})`);
   if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) throw new Error(`-n/--n-concurrent must be an integer ≥ 1 (got ${opts.concurrency})`);
   if (opts.nTasks !== undefined && (!Number.isInteger(opts.nTasks) || opts.nTasks < 1)) throw new Error(`--n-tasks must be an integer ≥ 1 (got ${opts.nTasks})`);
@@ -104,12 +105,18 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   const tasks = dataset.tasks;
   if (tasks.length === 0 && dataset.broken.length === 0) throw new Error(`no tasks found in ${datasetDir}${opts.filters ? " (after filters)" : ""}`);
   const stored = opts.resume ? storedConfig(jobDir) : null;
+  // price and cost cap: as given, else as the job stored them
+  const price = opts.price ?? stored?.price ?? undefined;
+  const maxCostUsd = opts.maxCostUsd ?? stored?.max_cost_usd ?? undefined;
+  if (maxCostUsd !== undefined && !price && opts.agent === "tmax") {
+    throw new Error(`--max-cost needs the model's price: --price-input and --price-output (USD per million tokens), or a --price-table that lists '${opts.model?.model ?? "the model"}'`);
+  }
   // invalid tasks: refused here, one line each, or left out (--skip-invalid) — never run, never scored
   const selection = await selectTasks(dataset, { nTasks: opts.nTasks, skipInvalid: opts.skipInvalid, retryErrors: opts.retryErrors, stored });
   const taskNames = selection.names;
   for (const t of tasks) if (taskNames.includes(t.name)) checkTaskTimeouts(t, phaseMultipliers(opts), opts.agentLimits?.commandTimeoutSec); // one line, before anything starts
   const checksums = Object.fromEntries(taskNames.map((name) => [name, tasks.find((t) => t.name === name)!.checksum]));
-  const config = jobConfigOf(opts, { jobName, datasetDir, checksums });
+  const config = jobConfigOf({ ...opts, price, maxCostUsd }, { jobName, datasetDir, checksums });
   if (selection.leftOut.size) config.invalid_tasks = [...selection.leftOut.keys()];
   if (opts.datasetSource) {
     config.dataset_source = opts.datasetSource;
@@ -124,7 +131,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
   const release = existsSync(jobDir) ? await lockJobDir(jobDir) : async () => undefined;
   let jobId: string;
   try {
-    jobId = await ensureJobId(jobDir, await prepareJobDir(jobDir, config, opts.resume, (c) => withJoined(c, joined)));
+    jobId = await ensureJobId(jobDir, await prepareJobDir(jobDir, config, opts.resume, (c) => ({ ...withJoined(c, joined), price: price ?? null, max_cost_usd: maxCostUsd ?? null })));
   } catch (err) {
     await release();
     throw err;
@@ -167,6 +174,9 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
     const model = opts.agent === "tmax" && opts.model ? createModelClient(opts.model) : undefined;
     const progress: JobProgress = { total: taskNames.length * opts.k, done: 0, running: 0, errors: 0, infraErrors: 0, rewardSum: 0 };
     for (const r of results.values()) count(progress, r);
+    // the job's cost so far (earlier runs included); at --max-cost no trial starts, the running ones finish
+    let spent = [...results.values()].reduce((s, r) => s + (r.agent_result?.cost_usd ?? 0), 0);
+    let notStarted = 0;
     const startedAt = storedStart(jobDir) ?? new Date().toISOString();
     const writeSummary = (finished: boolean) =>
       writeJsonAtomic(
@@ -193,6 +203,10 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
       pending.map((p) =>
         limit(async () => {
           if (signal.aborted) return;
+          if (maxCostUsd !== undefined && spent >= maxCostUsd) {
+            if (notStarted++ === 0) hooks.onNotice?.(`cost cap reached: $${spent.toFixed(4)} spent of --max-cost $${maxCostUsd}; no more trials start (resume with a higher --max-cost to continue)`);
+            return;
+          }
           const dir = path.join(jobDir, trialName(p.name, p.attempt));
           const tname = path.basename(dir);
           hooks.onTrial?.({ type: "start", trial: tname });
@@ -232,6 +246,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
               pull: opts.pull,
               forceBuild: opts.forceBuild,
               integrity: opts.integrity,
+              price,
               verifierIsolation: opts.verifierIsolation,
               verifierHardening: opts.verifierHardening,
               source: datasetDir,
@@ -272,6 +287,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
             return;
           }
           results.set(result.trial_name, result);
+          spent += result.agent_result?.cost_usd ?? 0;
           count(progress, result);
           progress.last = result;
           hooks.onProgress?.(progress);
@@ -283,7 +299,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
       await writeSummary(false);
       throw stopped;
     }
-    await writeSummary(!hooks.signal?.aborted);
+    await writeSummary(!hooks.signal?.aborted && notStarted === 0);
     return [...results.values()].sort((a, b) => a.trial_name.localeCompare(b.trial_name));
   } finally {
     // Every trial has ended: whatever of this job is still on the engine is a leftover (e.g. a container whose

@@ -333,6 +333,7 @@ export function turnFromResponse(response: VllmCompletion, latencyMs: number, re
     usage: {
       promptTokens: response.usage?.prompt_tokens ?? 0,
       completionTokens: response.usage?.completion_tokens ?? 0,
+      ...(typeof response.usage?.prompt_tokens_details?.cached_tokens === "number" ? { cachedTokens: response.usage.prompt_tokens_details.cached_tokens } : {}),
     },
     latencyMs,
     retries,

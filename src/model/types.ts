@@ -44,6 +44,8 @@ export interface TokenLogprob {
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
+  /** Of promptTokens, those served from the server's prompt cache (usage.prompt_tokens_details.cached_tokens), when it says. */
+  cachedTokens?: number;
 }
 
 /** OpenAI chat message shapes as we send them (role tool replies carry the call id). */

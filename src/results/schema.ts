@@ -219,6 +219,9 @@ export const JobConfig = z.object({
   integrity: z.enum(["strict", "flag", "off"]).nullable().optional(),
   verifier_isolation: z.enum(["snapshot", "kill", "shared"]).nullable().optional(),
   verifier_hardening: z.boolean().optional(),
+  /** The model's price (USD per million tokens) and the job's cost cap: run-time settings, kept for a resume that names none. */
+  price: z.object({ input: z.number(), output: z.number(), cached_input: z.number().optional() }).nullable().optional(),
+  max_cost_usd: z.number().nullable().optional(),
   created_at: z.string(),
   /** Set when the dataset came from a registry by name@version. */
   dataset_source: z.object({ name: z.string(), version: z.string(), commit: z.string().nullable(), registry: z.string() }).optional(),

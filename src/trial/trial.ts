@@ -10,6 +10,7 @@ import type { TokenClient } from "../model/tokens.js";
 import type { PromptSet } from "../agent/prompts.js";
 import type { Trajectory } from "../agent/schema.js";
 import type { ModelClient, Profile } from "../model/types.js";
+import { costUsd, type ModelPrice } from "../model/price.js";
 import type { PullPolicy } from "../sandbox/docker/images.js";
 import type { PullProgress } from "../sandbox/docker/pull.js";
 import type { Sandbox, SandboxBackend, SandboxBackendName, SandboxSpec } from "../sandbox/types.js";
@@ -85,6 +86,8 @@ export type EnvironmentEvent = { type: "pull"; progress: PullProgress } | { type
 
 export interface TrialInput {
   task: Task;
+  /** The model's price (--price-*, USD per million tokens): the agent result's cost_usd; without one it stays null. */
+  price?: ModelPrice;
   attempt: number;
   /** The trial directory (created); its name is the trial name. */
   trialDir: string;
@@ -461,9 +464,9 @@ async function recordEpisode(trajectory: Trajectory, trialDir: string, result: T
   await writeJsonAtomic(path.join(trialDir, "agent", "trajectory.json"), toAtif(trajectory, { sessionId: result.id }));
   result.agent_result = {
     n_input_tokens: trajectory.usage.promptTokens,
-    n_cache_tokens: null, // the OpenAI-compatible usage tmax reads carries no cache count
+    n_cache_tokens: trajectory.usage.cachedTokens ?? null, // null: the server did not say (vLLM does not)
     n_output_tokens: trajectory.usage.completionTokens,
-    cost_usd: null, // a self-served model has no price
+    cost_usd: input.price ? costUsd(trajectory.usage, input.price) : null, // no price given: no cost, never a guessed one
     rollout_details: input.model?.config.logprobs || input.model?.config.tokenIds ? rolloutDetails(trajectory) : null,
     n_steps: trajectory.steps.length,
     exit_status: trajectory.exitStatus,

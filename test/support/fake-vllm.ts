@@ -43,6 +43,8 @@ export interface FakeVllmOptions {
   reply: (ctx: FakeContext) => FakeReply | Promise<FakeReply>;
   /** Listen on this port (e.g. to restart a killed server at the same address); default any free port. */
   port?: number;
+  /** Report this many prompt tokens as cached (usage.prompt_tokens_details.cached_tokens, as OpenAI does); default null, as vLLM. */
+  cachedTokens?: number;
 }
 
 export interface FakeVllm {
@@ -175,7 +177,7 @@ export async function startFakeVllm(opts: FakeVllmOptions): Promise<FakeVllm> {
         prompt_tokens: prompt.length,
         completion_tokens: completion.length,
         total_tokens: prompt.length + completion.length,
-        prompt_tokens_details: null,
+        prompt_tokens_details: opts.cachedTokens === undefined ? null : { cached_tokens: Math.min(opts.cachedTokens, prompt.length) },
       },
       prompt_logprobs: null,
       kv_transfer_params: null,
