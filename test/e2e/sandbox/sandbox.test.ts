@@ -352,11 +352,16 @@ describe("docker backend", { skip: ENGINE_SKIP }, () => {
   });
 
   test("build: FROM rewritten through the image map, WORKDIR detected, second build is a cache hit", async (t) => {
-    const context = await buildContext(t, "FROM python:3.11-slim\nWORKDIR /app\nCOPY hello.txt /app/\nCOPY sub/ /app/sub/\n", {
+    const context = await buildContext(t, "FROM python:3.11-slim\nWORKDIR /app\nCOPY hello.txt /app/\nCOPY sub/ /app/sub/\nCOPY . /ctx/\n", {
       "hello.txt": "hello from the context\n",
       "sub/x.txt": "x\n",
       "ignored.log": "should not be sent\n",
-      ".dockerignore": "*.log\n",
+      "mod.pyc": "",
+      "data1.csv": "",
+      "docs/keep.md": "kept\n",
+      "docs/drop.md": "",
+      // a class, a range, an excluded dir with an exception inside it: as Docker, the dir is walked for it
+      ".dockerignore": "*.log\n*.py[co]\ndata[0-9].csv\ndocs\n!docs/keep.md\n",
     });
     const imageMap = { "python:3.11-slim": BASE_IMAGE };
     const logs: string[] = [];
@@ -375,6 +380,8 @@ describe("docker backend", { skip: ENGINE_SKIP }, () => {
     assert.equal(sb.workdir, "/app");
     assert.equal((await sb.exec(["cat", "hello.txt", "sub/x.txt"])).stdout, "hello from the context\nx\n");
     assert.equal((await sb.exec(["test", "-e", "/app/ignored.log"])).exitCode, 1);
+    const sent = await sb.exec(["sh", "-c", "cd /ctx && find . -type f ! -name .nonce | sort"]);
+    assert.equal(sent.stdout, "./.dockerignore\n./Dockerfile\n./docs/keep.md\n./hello.txt\n./sub/x.txt\n");
 
     // A change in the context means a new tag.
     await fs.writeFile(path.join(context, "hello.txt"), "changed\n");
