@@ -13,7 +13,6 @@ import { parseImageMap } from "../sandbox/docker/build.js";
 import { modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { resolveDatasetArg } from "./datasets.js";
 import { createLiveView, type LiveView } from "./liveView.js";
-import { resolveEval } from "./evalSettings.js";
 import { harborJobName } from "./harborFlags.js";
 import { preflightEngine } from "./preflight.js";
 import { onStop, stopSignal } from "../sandbox/cleanup.js";
@@ -332,15 +331,6 @@ export function environmentPrinter(log: (line: string) => void): (trial: string,
       log(dim(stripControl(`pull ${e.progress.image}: ${e.progress.status}`)));
     }
   };
-}
-
-/**
- * The options a parsed `tmax eval` stands for (Harbor's names folded into tmax's) and which of them the user typed:
- * see evalSettings.ts (kept here for the callers that parse without a -c file).
- */
-export function harborAliases(o: Record<string, unknown>, source: (key: string) => string | undefined): { options: EvalOptions; given: Set<string> } {
-  const { options, given } = resolveEval(o, source);
-  return { options, given };
 }
 
 /** -q: notices and the summary only (Harbor's "no individual trial progress"). */

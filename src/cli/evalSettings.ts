@@ -283,3 +283,9 @@ export function jobFileOf(o: EvalOptions): JobFile {
 }
 
 const strip = <T extends Record<string, unknown>>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+
+/** The options and the typed keys of a parsed `tmax eval` without a -c file (the resume tests' entry). */
+export function harborAliases(o: Raw, source: (key: string) => string | undefined): { options: EvalOptions; given: Set<string> } {
+  const { options, given } = resolveEval(o, source);
+  return { options, given };
+}

@@ -382,7 +382,7 @@ export function sandboxSpec(task: Task, input: TrialInput, mult: number): Sandbo
 }
 
 /** The instruction the agent gets: the task's, then each extra instruction after a blank line. */
-export const withExtra = (instruction: string, extra: string[] = []): string => [instruction, ...extra].join("\n\n");
+export const withExtra = (instruction: string, extra: string[] = []): string => (extra.length ? [instruction.trimEnd(), ...extra].join("\n\n") : instruction);
 
 export async function runAgent(input: TrialInput, sandbox: Sandbox, result: TrialResult, mult: number): Promise<void> {
   const { task, trialDir } = input;

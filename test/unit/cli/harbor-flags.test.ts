@@ -90,7 +90,8 @@ describe("each harbor run option sets its tmax setting", () => {
     await writeFile(f, "From a file.");
     const o = parse(["--extra-instruction", "Inline.", "--extra-instruction-path", f]).options;
     assert.deepEqual(o.extraInstructions, ["From a file.", "Inline."]);
-    assert.equal(withExtra("Do it.", o.extraInstructions), "Do it.\n\nFrom a file.\n\nInline.");
+    assert.equal(withExtra("Do it.\n", o.extraInstructions), "Do it.\n\nFrom a file.\n\nInline.");
+    assert.equal(withExtra("Do it.\n", []), "Do it.\n", "no extra: the task's instruction unchanged");
   });
 
   test("-m hosted_vllm/x: requests use x, the job records both (Harbor's model_name as given, tmax's served name)", () => {
