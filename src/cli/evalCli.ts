@@ -106,6 +106,7 @@ export function registerEval(program: Command, run: Run): void {
       const out = path.resolve(file ?? "job.yaml");
       if (existsSync(out) && !o.force) throw new Error(`${out} exists: pass --force to overwrite it`);
       writeFileSync(out, readFileSync(JOB_INIT_TEMPLATE, "utf8"));
-      console.log(`wrote ${out}: edit it, then  tmax eval -c ${path.relative(process.cwd(), out) || out}`);
+      const rel = path.relative(process.cwd(), out);
+      console.log(`wrote ${out}: edit it, then  tmax eval -c ${rel.startsWith("..") ? out : rel}`);
     });
 }
