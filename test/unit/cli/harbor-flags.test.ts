@@ -225,3 +225,20 @@ test("a job file's environment type and agent name go through the same checks as
   assert.throws(() => parse([], parseJobFile("environment: {type: modal}\n")), /-e\/--env modal: tmax's environments are docker, daytona, local/);
   assert.throws(() => parse([], parseJobFile("agents: [{name: terminus-2}]\n")), /-a\/--agent terminus-2: tmax runs tmax/);
 });
+
+test("the CLI itself: --env-file sets $TMAX_BASE_URL before the defaults are read; notes and refusals go to stderr", async () => {
+  const { spawnSync } = await import("node:child_process");
+  const envFile = path.join(tmp, ".env");
+  await writeFile(envFile, "TMAX_BASE_URL=http://from-env-file:8000/v1\nOPENAI_API_KEY=sk-never-printed-123\n");
+  const cli = (args: string[]) => spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), ...args], { cwd: ROOT, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", TMAX_BASE_URL: "", TMAX_MODEL: "" } });
+  const r = cli(["eval", "--env-file", envFile, "-p", EXAMPLES, "--max-retries", "1", "--print-config"]);
+  assert.equal(r.status, 0, r.stderr);
+  const printed = JSON.parse(r.stdout);
+  assert.equal(printed.tmax.base_url, "http://from-env-file:8000/v1");
+  assert.equal(printed.retry.max_retries, 1);
+  assert.doesNotMatch(r.stdout, /sk-never-printed/);
+  assert.match(r.stderr, /^note: --max-retries is now Harbor's/);
+  const refused = cli(["eval", "-p", EXAMPLES, "--plugin", "my.plugin:P"]);
+  assert.equal(refused.status, 1);
+  assert.deepEqual(refused.stderr.trim().split("\n"), ["tmax: error: --plugin loads a Harbor job plugin (Python import path): not in tmax"]);
+});
