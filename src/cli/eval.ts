@@ -13,7 +13,8 @@ import { createTokenClient } from "../model/tokens.js";
 import { parseImageMap } from "../sandbox/docker/build.js";
 import { modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { resolveDatasetArg } from "./datasets.js";
-import { createLiveView } from "./liveView.js";
+import { createLiveView, type LiveView } from "./liveView.js";
+import { harborJobName } from "./harborFlags.js";
 import { preflightEngine } from "./preflight.js";
 import { onStop, stopSignal } from "../sandbox/cleanup.js";
 import { bold, dim, red, stepPrinter, yellow } from "./render.js";
@@ -48,10 +49,21 @@ export interface EvalOptions extends ModelCliOptions, AgentCliOptions, SandboxCl
   priceOutput?: number;
   priceCachedInput?: number;
   maxCost?: number;
+  /** Harbor's -q: no per-trial progress. */
+  quiet?: boolean;
+  /** Harbor's --debug: stacks of errors. */
+  debug?: boolean;
+  /** Harbor's model_name as typed (`hosted_vllm/x`); `model` is the served name. */
+  modelName?: string;
+  agentSetupTimeoutMultiplier?: number;
+  /** --override-cpus / --override-memory-mb */
+  resources?: { cpus?: number; memoryMb?: number };
+  extraInstructions?: string[];
+  verifierEnv?: Record<string, string>;
 }
 
 /** Options that may differ on resume: where the model is served, how fast to go, how loud to be. */
-const RUNTIME_OPTIONS = new Set(["baseUrl", "apiKey", "n", "infraRetries", "retryErrors", "skipInvalid", "verbose", "requestTimeout", "maxRetries", "unsafe", "resume"]);
+const RUNTIME_OPTIONS = new Set(["baseUrl", "apiKey", "n", "infraRetries", "retryErrors", "skipInvalid", "verbose", "requestTimeout", "maxRetries", "modelMaxRetries", "unsafe", "resume", "quiet", "debug", "verifierEnv"]);
 
 /** The flag a user types for an option key (for messages). */
 const FLAG: Record<string, string> = {
@@ -72,7 +84,11 @@ const FLAG: Record<string, string> = {
   timeoutMultiplier: "--timeout-multiplier",
   agentTimeoutMultiplier: "--agent-timeout-multiplier",
   verifierTimeoutMultiplier: "--verifier-timeout-multiplier",
-  buildTimeoutMultiplier: "--build-timeout-multiplier",
+  buildTimeoutMultiplier: "--environment-build-timeout-multiplier",
+  agentSetupTimeoutMultiplier: "--agent-setup-timeout-multiplier",
+  resources: "--override-cpus/--override-memory-mb",
+  extraInstructions: "--extra-instruction(-path)",
+  modelName: "-m/--model",
   include: "--include",
   exclude: "--exclude",
   category: "--category",
@@ -122,6 +138,10 @@ export function storedOptions(c: JobConfig, jobDir: string): Partial<EvalOptions
     agentTimeoutMultiplier: c.agent_timeout_multiplier ?? undefined,
     verifierTimeoutMultiplier: c.verifier_timeout_multiplier ?? undefined,
     buildTimeoutMultiplier: c.environment_build_timeout_multiplier ?? undefined,
+    agentSetupTimeoutMultiplier: c.agent_setup_timeout_multiplier ?? undefined,
+    resources: c.environment.override_cpus != null || c.environment.override_memory_mb != null ? { ...(c.environment.override_cpus != null ? { cpus: c.environment.override_cpus } : {}), ...(c.environment.override_memory_mb != null ? { memoryMb: c.environment.override_memory_mb } : {}) } : undefined,
+    extraInstructions: c.extra_instructions,
+    modelName: c.model && c.agents[0]?.model_name && c.agents[0].model_name !== c.model.name ? c.agents[0].model_name : undefined,
     include: f.include,
     exclude: f.exclude,
     category: f.category,
@@ -143,6 +163,7 @@ export function storedOptions(c: JobConfig, jobDir: string): Partial<EvalOptions
 
 const same = (key: string, a: unknown, b: unknown): boolean => {
   if (key === "dataset" || key === "jobDir" || key === "prompts") return typeof a === "string" && typeof b === "string" && path.resolve(a) === path.resolve(b);
+  if (key === "resources") return JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
   if (key === "imageMap") return JSON.stringify(parseImageMap((a as string[]) ?? [])) === JSON.stringify(parseImageMap((b as string[]) ?? []));
   if (Array.isArray(a) || Array.isArray(b)) return JSON.stringify([...((a as string[]) ?? [])].sort()) === JSON.stringify([...((b as string[]) ?? [])].sort());
   return a === b || (a == null && b == null);
@@ -187,6 +208,11 @@ export function jobOptionsOf(o: EvalOptions, at: { datasetDir: string; jobDir: s
     agentTimeoutMultiplier: o.agentTimeoutMultiplier,
     verifierTimeoutMultiplier: o.verifierTimeoutMultiplier,
     buildTimeoutMultiplier: o.buildTimeoutMultiplier,
+    agentSetupTimeoutMultiplier: o.agentSetupTimeoutMultiplier,
+    modelName: o.modelName,
+    ...(o.resources ? { resources: o.resources } : {}),
+    ...(o.extraInstructions?.length ? { extraInstructions: o.extraInstructions } : {}),
+    ...(o.verifierEnv ? { verifierEnv: o.verifierEnv } : {}),
     filters: { include: o.include, exclude: o.exclude, category: o.category, difficulty: o.difficulty },
     nTasks: o.nTasks,
     infraRetries: o.infraRetries,
@@ -207,7 +233,12 @@ export function resumeCommand(jobDir: string, o: Pick<EvalOptions, "backend">): 
 export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string> = new Set()): Promise<number> {
   const o = typed.resume ? resolveResume(typed, given) : typed;
   const resume = Boolean(o.resume);
-  const jobDir = path.resolve(o.resume ?? o.jobDir ?? path.join("jobs", new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)));
+  const jobDir = path.resolve(o.resume ?? o.jobDir ?? path.join("jobs", harborJobName()));
+  if (resume) {
+    const stored = readJobConfig(jobDir)?.verifier_env_keys ?? [];
+    const missing = stored.filter((k) => !o.verifierEnv || !(k in o.verifierEnv));
+    if (missing.length) throw new Error(`cannot resume ${jobDir}: the job ran with --ve ${missing.join(", ")}, whose values are never stored: give --ve ${missing[0]}=… again`);
+  }
   let dataset = o.dataset;
   if (!dataset) throw new Error("--dataset <dir|name@version> is required (or --resume <job-dir>)");
   // On resume, a registry dataset is reused from the dir the job recorded (no registry access needed).
@@ -229,7 +260,7 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   if (tokens) await requireTrainServer(tokens);
   await preflightEngine(o.backend, o.unsafe);
   const started = Date.now();
-  const view = createLiveView();
+  const view = o.quiet ? quietView() : createLiveView();
   console.log(`${bold("tmax eval")} ${dim(`${dataset} · agent ${o.agent} · k=${o.k} · n=${o.n} · job ${jobDir}${resume ? " · resumed" : ""}`)}`);
   // a fault (Ctrl-C, SIGTERM, a closed terminal, `| head`) stops the job: finished trials are kept, in-flight ones
   // dropped (resume runs them), containers removed; the process exits with the fault's code (docs/eval.md)
@@ -310,25 +341,8 @@ export function environmentPrinter(log: (line: string) => void): (trial: string,
   };
 }
 
-/**
- * Harbor's flag names next to tmax's: --n-attempts/--attempts → k, --n-concurrent/--concurrency → n, --env → backend.
- * Returns the options in tmax's terms and which of them the user typed (for --resume as typed).
- */
-export function harborAliases(o: Record<string, unknown>, source: (key: string) => string | undefined): { options: EvalOptions; given: Set<string> } {
-  const typed = (k: string) => source(k) === "cli";
-  const pick = (names: string[]) => names.find(typed);
-  const conflict = (names: string[], label: string) => {
-    const set = names.filter(typed);
-    if (set.length > 1 && new Set(set.map((k) => JSON.stringify(o[k]))).size > 1) throw new Error(`${label}: ${set.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(" and ")} disagree`);
-  };
-  conflict(["nAttempts", "attempts"], "-k");
-  conflict(["nConcurrent", "concurrency"], "-n");
-  conflict(["backend", "env"], "-e");
-  const kKey = pick(["nAttempts", "attempts"]) ?? "nAttempts";
-  const nKey = pick(["nConcurrent", "concurrency"]) ?? "nConcurrent";
-  const backendKey = pick(["env", "backend"]) ?? "backend";
-  const given = new Set(Object.keys(o).filter(typed));
-  for (const [from, to] of [["nAttempts", "k"], ["attempts", "k"], ["nConcurrent", "n"], ["concurrency", "n"], ["env", "backend"]] as const) if (given.delete(from)) given.add(to);
-  const options = { ...o, k: o[kKey], n: o[nKey], backend: o[backendKey] } as unknown as EvalOptions;
-  return { options, given };
+/** -q: notices and the summary only (Harbor's "no individual trial progress"). */
+function quietView(): LiveView {
+  const none = () => {};
+  return { progress: none, trial: none, agent: none, log: (line) => console.log(line), done: none };
 }

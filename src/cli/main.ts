@@ -9,7 +9,7 @@ import { cleanupInstalled, FAULT_EXIT_CODES, installSignalCleanup, pruneLeftover
 import { createBackend } from "../sandbox/index.js";
 import { TMAX_VERSION } from "../util/version.js";
 import { redactSecrets } from "../util/redact.js";
-import { addAgentOptions, addEvalOptions, addModelOptions, addSandboxOptions, collect, toInt } from "./options.js";
+import { addAgentOptions, addModelOptions, addSandboxOptions, collect, toInt } from "./options.js";
 import { red } from "./render.js";
 
 const program = new Command("tmax")
@@ -76,13 +76,7 @@ addSandboxOptions(
   await stoppable(() => runCommand(o));
 });
 
-addSandboxOptions(
-  addAgentOptions(addModelOptions(addEvalOptions(program.command("eval").description("run an agent on every task of a dataset, k times, n at a time; resumable")))),
-).action(async (o, cmd: Command) => {
-  const { evalCommand, harborAliases } = await import("./eval.js");
-  const { options, given } = harborAliases(o, (key) => cmd.getOptionValueSource(key));
-  await stoppable(() => evalCommand(options, given));
-});
+(await import("./evalCli.js")).registerEval(program, stoppable); // eval (= harbor run), jobs start|resume|init
 
 program
   .command("report <job-dirs...>")

@@ -19,25 +19,24 @@ export function addEvalOptions(cmd: Command): Command {
   return cmd
     .option("-d, --dataset <dir|name@version>", "a directory of tasks (or one task), or a registry dataset like terminal-bench@2.0")
     .option("--registry <url|file>", "dataset registry in Harbor's format (env TMAX_REGISTRY; default Harbor's public registry)")
-    .addOption(new Option("-a, --agent <agent>", "tmax (the model), oracle (the task's solution) or nop (does nothing)").choices(["tmax", "oracle", "nop"]).default("tmax"))
+    .option("-a, --agent <agent>", "tmax (the model), oracle (the task's solution) or nop (does nothing)", "tmax")
     .option("-k, --n-attempts <k>", "trials per task (alias --attempts)", toInt, 1)
     .addOption(new Option("--attempts <k>").argParser(toInt).hideHelp())
-    .option("-n, --n-concurrent <n>", "trials at a time (alias --concurrency)", toInt, 1)
+    .option("-n, --n-concurrent <n>", "trials at a time (alias --concurrency; Harbor's default 4)", toInt, 4)
     .addOption(new Option("--concurrency <n>").argParser(toInt).hideHelp())
-    .option("--n-tasks <n>", "only the first n tasks (by name) after the filters", toInt)
+    .option("-l, --n-tasks <n>", "only the first n tasks (by name) after the filters", toInt)
     .option("--job-dir <dir>", "where the job goes (default jobs/<time>)")
     .option("--resume <job-dir>", "continue a job with its stored config; a repeated flag must match it (the endpoint may change)")
     .option("--retry-errors [types]", "with --resume: re-run trials that ended in infrastructure errors, or in these exception types (comma-separated)")
     .option("--timeout-multiplier <x>", "scale every task timeout", Number.parseFloat, 1)
     .option("--agent-timeout-multiplier <x>", "scale the agent timeout (replaces --timeout-multiplier for it)", Number.parseFloat)
     .option("--verifier-timeout-multiplier <x>", "scale the verifier timeout", Number.parseFloat)
-    .option("--build-timeout-multiplier <x>", "scale the environment build timeout", Number.parseFloat)
     .option("--include <name|glob>", "only these tasks (repeatable)", collect)
     .option("--exclude <name|glob>", "skip these tasks (repeatable)", collect)
     .option("--category <c>", "only tasks of this category")
     .option("--difficulty <d>", "only tasks of this difficulty")
     .option("--skip-invalid", "leave invalid tasks out (reported, never scored) instead of refusing the job")
-    .option("--infra-retries <n>", "re-runs of a trial that failed on infrastructure (engine, model server), with exponential backoff", toInt, 2)
+    .option("--infra-retries <n>", "re-runs of a trial that failed on infrastructure (engine, model server), with exponential backoff (= -r/--max-retries)", toInt, 2)
     .option("--pause-after <n>", "consecutive infrastructure failures that pause the job until the model server and engine answer again", toInt, 3)
     .option("--max-pause <sec>", "longest such pause before the job stops (resume it later with --resume)", toInt, 1800)
     .option("--price-table <file>", "JSON/YAML of model prices in USD per million tokens, {\"<model>\": {\"input\": 2, \"output\": 8, \"cached_input\": 0.5}}: trials get cost_usd")
@@ -48,25 +47,33 @@ export function addEvalOptions(cmd: Command): Command {
     .option("-v, --verbose", "print every step of every trial", false);
 }
 
-export function addModelOptions(cmd: Command): Command {
+/** `harbor`: `tmax eval`, where -r/--max-retries is Harbor's (trial retries) and model retries are --model-max-retries only. */
+export function addModelOptions(cmd: Command, o: { harbor?: boolean } = {}): Command {
   let given = false; // the first --base-url replaces the default, later ones add servers
+  let model: string | undefined;
+  const oneModel = (v: string) => {
+    if (model !== undefined && model !== v) throw new Error(`-m/--model given twice (${model}, ${v}): tmax runs one model a job; start one job per model`);
+    return (model = v);
+  };
   const baseUrls = (v: string, prev: string) => {
     const next = given ? `${prev},${v}` : v;
     given = true;
     return next;
   };
-  return cmd
+  cmd
     .option(
       "--base-url <url>",
       "OpenAI-compatible endpoint (env TMAX_BASE_URL); repeat it, or give a file of URLs (one a line), for several servers of the model",
       baseUrls,
       process.env.TMAX_BASE_URL ?? DEFAULT_BASE_URL,
     )
-    .option("-m, --model <name>", "served model name (env TMAX_MODEL)", process.env.TMAX_MODEL ?? DEFAULT_MODEL)
+    .option("-m, --model <name>", "served model name (env TMAX_MODEL); a LiteLLM provider prefix (openai/, hosted_vllm/, …) is recorded and left out of requests", oneModel, process.env.TMAX_MODEL ?? DEFAULT_MODEL)
     .addOption(new Option("--api-key <key>", "API key (prefer env TMAX_API_KEY or OPENAI_API_KEY; never written to files)").hideHelp(false))
     .option("--max-tokens <n>", "max tokens per model turn", toInt, 16_384)
     .option("--request-timeout <sec>", "timeout of one model request (a 16k-token turn on a busy server can take long)", toInt, 3600)
-    .option("--max-retries <n>", "retries on 429/5xx/connection errors, with backoff", toInt, 5);
+    .option("--model-max-retries <n>", "retries of a model request on 429/5xx/connection errors, with backoff", toInt, 5);
+  if (!o.harbor) cmd.addOption(new Option("--max-retries <n>", "old name of --model-max-retries").argParser(toInt).hideHelp());
+  return cmd;
 }
 
 export function addAgentOptions(cmd: Command): Command {
@@ -105,7 +112,9 @@ export interface ModelCliOptions {
   apiKey?: string;
   maxTokens: number;
   requestTimeout: number;
-  maxRetries: number;
+  modelMaxRetries: number;
+  /** Old name of modelMaxRetries (tmax run, rollout, doctor); on `tmax eval` -r/--max-retries is Harbor's trial retries. */
+  maxRetries?: number;
   profile: Profile;
   temperature?: number;
   topP?: number;
@@ -149,7 +158,7 @@ export function modelConfig(o: ModelCliOptions, extra: Partial<ModelConfig> = {}
     ...(apiKey ? { apiKey } : {}),
     maxTokens: o.maxTokens,
     timeoutMs: o.requestTimeout * 1000,
-    maxRetries: o.maxRetries,
+    maxRetries: o.modelMaxRetries ?? o.maxRetries ?? 5,
     logprobs: Boolean(o.logprobs),
     tokenIds: Boolean(o.logprobs),
     ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),

@@ -28,6 +28,10 @@ export interface JobConfigInput extends TrialSettings {
   price?: ModelPrice;
   /** --max-cost: no trial starts once the job's summed cost_usd reaches it (the job stays resumable). */
   maxCostUsd?: number;
+  /** Harbor's model_name as given (`hosted_vllm/x`) when it differs from the served name. */
+  modelName?: string;
+  /** Harbor's agent setup multiplier: recorded only (tmax's agents have no setup phase). */
+  agentSetupTimeoutMultiplier?: number;
 }
 
 /**
@@ -60,13 +64,16 @@ export function jobConfigOf(opts: JobConfigInput, o: { jobName: string; datasetD
     agent_timeout_multiplier: opts.agentTimeoutMultiplier ?? null,
     verifier_timeout_multiplier: opts.verifierTimeoutMultiplier ?? null,
     environment_build_timeout_multiplier: opts.buildTimeoutMultiplier ?? null,
+    ...(opts.agentSetupTimeoutMultiplier !== undefined ? { agent_setup_timeout_multiplier: opts.agentSetupTimeoutMultiplier } : {}),
     n_concurrent_trials: opts.concurrency,
     retry: { max_retries: opts.infraRetries },
-    environment: harborEnvironment(opts.backend, !opts.forceBuild),
-    agents: [harborAgent(opts.agent, model?.model ?? null, opts.agent === "tmax" ? { profile: opts.profile, ...(limits ?? {}) } : {})],
+    environment: { ...harborEnvironment(opts.backend, !opts.forceBuild), ...(opts.resources?.cpus !== undefined ? { override_cpus: opts.resources.cpus } : {}), ...(opts.resources?.memoryMb !== undefined ? { override_memory_mb: opts.resources.memoryMb } : {}) },
+    agents: [harborAgent(opts.agent, model ? (opts.modelName ?? model.model) : null, opts.agent === "tmax" ? { profile: opts.profile, ...(limits ?? {}) } : {})],
     datasets: [{ path: o.datasetDir, task_names: f.include?.length ? f.include : null, exclude_task_names: f.exclude?.length ? f.exclude : null, n_tasks: opts.nTasks ?? null }],
     tasks: [],
+    ...(opts.extraInstructions?.length ? { extra_instructions: opts.extraInstructions } : {}),
     schema: "tmax.job/v2",
+    ...(opts.verifierEnv && Object.keys(opts.verifierEnv).length ? { verifier_env_keys: Object.keys(opts.verifierEnv).sort() } : {}),
     job_id: "",
     dataset: o.datasetDir,
     dataset_name: path.basename(o.datasetDir),

@@ -56,6 +56,9 @@ export const HarborEnvironmentConfig = z.object({
   force_build: z.boolean(),
   delete: z.boolean(),
   kwargs: z.record(z.string(), z.unknown()),
+  /** --override-cpus / --override-memory-mb: over every task's own */
+  override_cpus: z.number().nullable().optional(),
+  override_memory_mb: z.number().nullable().optional(),
 });
 
 /** Harbor's TrialConfig + tmax's `attempt`, `task_name`, `job_name` and `tmax_agent`. */
@@ -170,6 +173,8 @@ export const JobConfig = z.object({
   agent_timeout_multiplier: z.number().nullable(),
   verifier_timeout_multiplier: z.number().nullable(),
   environment_build_timeout_multiplier: z.number().nullable(),
+  /** Recorded as given; tmax's agents have no setup phase. */
+  agent_setup_timeout_multiplier: z.number().nullable().optional(),
   n_concurrent_trials: z.number(),
   retry: z.object({ max_retries: z.number() }),
   environment: HarborEnvironmentConfig,
@@ -183,7 +188,11 @@ export const JobConfig = z.object({
     }),
   ),
   tasks: z.array(z.unknown()),
+  /** Texts appended to every task's instruction (--extra-instruction, --extra-instruction-path). */
+  extra_instructions: z.array(z.string()).optional(),
   // tmax
+  /** The names of the --ve variables (their values are never written: a resume needs them again). */
+  verifier_env_keys: z.array(z.string()).optional(),
   schema: z.literal("tmax.job/v2"),
   job_id: z.string(), // UUID, also JobResult.id and every TrialConfig.job_id
   dataset: z.string(), // absolute path of the dataset dir

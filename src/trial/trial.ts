@@ -68,6 +68,10 @@ export interface TrialSettings {
   forceBuild?: boolean;
   /** Host variables `${NAME}` templates in task files may expand (--pass-env); nothing else is read. */
   passEnv?: string[];
+  /** Harbor's extra_instructions: texts appended to every task's instruction (a blank line before each). */
+  extraInstructions?: string[];
+  /** Harbor's --ve: variables for the verifier, over the task's [verifier.env] (never written to files). */
+  verifierEnv?: Record<string, string>;
 }
 
 /**
@@ -127,6 +131,8 @@ export interface TrialInput {
   onTokenStream?: (stream: TokenStream) => void;
   resources?: TrialSettings["resources"];
   agentTimeout?: TrialSettings["agentTimeout"];
+  extraInstructions?: TrialSettings["extraInstructions"];
+  verifierEnv?: TrialSettings["verifierEnv"];
   /** Harbor's `source`: the dataset's name (default: the dataset directory's name). */
   datasetName?: string;
   onEvent?: (event: AgentEvent) => void;
@@ -240,6 +246,7 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
             trialDir: dir,
             mult: m,
             passEnv,
+            extraEnv: input.verifierEnv,
             isolation: chooseIsolation(t, sb.backend, input.verifierIsolation, input.verifierIsolationDefault),
             harden: input.verifierHardening ?? true,
             integrity,
@@ -292,6 +299,7 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
         minTimeoutSec: input.profile === "train" ? TRAIN_MIN_VERIFIER_TIMEOUT_SEC : 0,
         streamsApart: tokenStream?.awaitingReport === true,
         passEnv: input.passEnv,
+        extraEnv: input.verifierEnv,
         isolation: chooseIsolation(task, sandbox.backend, input.verifierIsolation, input.verifierIsolationDefault),
         harden: input.verifierHardening ?? true,
         integrity,
@@ -376,6 +384,9 @@ export function sandboxSpec(task: Task, input: TrialInput, mult: number): Sandbo
   };
 }
 
+/** The instruction the agent gets: the task's, then each extra instruction after a blank line. */
+export const withExtra = (instruction: string, extra: string[] = []): string => (extra.length ? [instruction.trimEnd(), ...extra].join("\n\n") : instruction);
+
 export async function runAgent(input: TrialInput, sandbox: Sandbox, result: TrialResult, mult: number): Promise<void> {
   const { task, trialDir } = input;
   const timeoutSec = task.config.agentTimeoutSec * mult;
@@ -413,7 +424,7 @@ export async function runAgent(input: TrialInput, sandbox: Sandbox, result: Tria
     // token-in/token-out (training's loop); start in /app unless the task names its workdir
     const episode = await runTokenEpisode({
       taskName: task.name,
-      instruction: task.instruction,
+      instruction: withExtra(task.instruction, input.extraInstructions),
       tokens: input.tokens,
       sandbox,
       limits: input.agentLimits,
@@ -430,7 +441,7 @@ export async function runAgent(input: TrialInput, sandbox: Sandbox, result: Tria
   if (!input.model) throw new TrialPhaseError("AgentError", "the tmax agent needs a model");
   const trajectory = await runEpisode({
     taskName: task.name,
-    instruction: task.instruction,
+    instruction: withExtra(task.instruction, input.extraInstructions),
     model: input.model,
     sandbox,
     profile: input.profile ?? "eval",

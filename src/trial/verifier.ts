@@ -108,6 +108,8 @@ export interface VerifyInput {
   minTimeoutSec?: number;
   /** Host variables `${NAME}` templates in [verifier.env] may expand (--pass-env); nothing else is read. */
   passEnv?: string[];
+  /** Variables of the job (--ve) over the task's [verifier.env] (Harbor: the job's win). */
+  extraEnv?: Record<string, string>;
   isolation: VerifierIsolation;
   /** Apply the Python/pytest hardening of TB-style test.sh (unless the task opts out). */
   harden: boolean;
@@ -204,7 +206,7 @@ export async function verify(input: VerifyInput): Promise<VerifyOutcome> {
     }
 
     const hardening = input.harden ? hardeningEnv(task) : null;
-    const env = { ...(hardening ?? {}), ...resolveEnvTemplates(task.config.verifierEnv ?? {}, passedEnv(input.passEnv)) }; // [verifier.env] wins
+    const env = { ...(hardening ?? {}), ...resolveEnvTemplates(task.config.verifierEnv ?? {}, passedEnv(input.passEnv)), ...(input.extraEnv ?? {}) }; // [verifier.env] wins over hardening, --ve over both
 
     // The toolchain against the image, before any harness command runs where the tests will (toolchain.ts)
     const linked = tamper ? await toolchainCheck(input, target, isolation, env, tamper, changes ?? []) : [];

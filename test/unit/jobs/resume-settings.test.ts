@@ -7,8 +7,9 @@ import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
 import { Command } from "commander";
-import { harborAliases, jobOptionsOf, modelConfigOf, resolveResume, type EvalOptions } from "../../../src/cli/eval.js";
-import { addAgentOptions, addEvalOptions, addModelOptions, addSandboxOptions } from "../../../src/cli/options.js";
+import { jobOptionsOf, modelConfigOf, resolveResume, type EvalOptions } from "../../../src/cli/eval.js";
+import { harborAliases } from "../../../src/cli/evalSettings.js";
+import { evalOptions } from "../../../src/cli/evalCli.js";
 import { jobConfigOf } from "../../../src/jobs/jobDir.js";
 import { EXAMPLES, ROOT } from "../../support/env.js";
 
@@ -17,7 +18,7 @@ after(() => rm(tmp, { recursive: true, force: true }));
 
 /** Parses an eval command line as `tmax eval` does (the same option definitions and Harbor aliases). */
 function parse(argv: string[]): { options: EvalOptions; given: Set<string> } {
-  const cmd = addSandboxOptions(addAgentOptions(addModelOptions(addEvalOptions(new Command("eval"))))).exitOverride();
+  const cmd = evalOptions(new Command("eval")).exitOverride();
   cmd.parse(argv, { from: "user" });
   return harborAliases(cmd.opts(), (key) => cmd.getOptionValueSource(key));
 }
