@@ -8,9 +8,10 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { runEpisode, type AgentEvent, type AgentLimits } from "../../../src/agent/loop.js";
+import { runEpisode } from "../../../src/agent/chatProtocol.js";
+import type { AgentEvent, AgentLimits } from "../../../src/agent/loop.js";
 import { SUBMIT_MARKER } from "../../../src/agent/observation.js";
-import { appendTestReport, runTokenEpisode, testReport } from "../../../src/agent/tokenLoop.js";
+import { appendTestReport, runTokenEpisode, testReport } from "../../../src/agent/tokenProtocol.js";
 import { createModelClient, modelConfigFromOptions } from "../../../src/model/client.js";
 import { renderQwenXmlToolCall } from "../../../src/model/qwenXml.js";
 import type { Profile } from "../../../src/model/types.js";
@@ -153,4 +154,26 @@ test("both protocols' trajectories, token streams and events equal the golden ca
   // the capture covers every ending the loops have
   const statuses = new Set(Object.values(golden).map((g) => (g as { trajectory: { exitStatus: string } }).trajectory.exitStatus));
   assert.deepEqual([...statuses].sort(), ["error", "format_errors", "step_limit", "submitted", "timeout", "token_limit"]);
+});
+
+// The one deliberate difference of the single loop: the token protocol's observations go through the same
+// secret redaction as chat's (the token loop used to skip it), so a known secret never enters a training record.
+test("tokens: a known secret printed by a command is redacted in the observation and in the wrapper's ids", { timeout: 60_000 }, async () => {
+  const secret = "tmax-golden-secret-4f1c9a";
+  const server = await startTokenVllm({ complete: () => ({ text: `x</think>\n\n${call(`echo ${secret}`)}` }) });
+  try {
+    // the client registers its API key as a known secret, as a real run does
+    const tokens = createTokenClient({ baseUrl: server.baseUrl, model: "tmax-9b", apiKey: secret, timeoutMs: 30_000, maxRetries: 0 });
+    const { trajectory } = await withSandbox((sandbox) => runTokenEpisode({ taskName: "t", instruction: "Leak it.", tokens, sandbox, limits: { maxSteps: 1 } }));
+    assert.equal(trajectory.exitStatus, "step_limit", trajectory.error);
+    assert.equal(trajectory.steps[0]!.executions![0]!.observation, "***\n\n\n(exit_code=0)");
+    const wrappers = server.tokenizeRequests.filter((r) => typeof r.prompt === "string").map((r) => String(r.prompt));
+    assert.equal(wrappers.length, 1);
+    assert.ok(!wrappers[0]!.includes(secret) && wrappers[0]!.includes("***"));
+    // (the model's own command still names it: that text is the model's, as in chat's trajectories)
+    const toolMessages = trajectory.messages.filter((m) => m.role === "tool").map((m) => String(m.content));
+    assert.deepEqual(toolMessages, ["***\n\n\n(exit_code=0)"]);
+  } finally {
+    await server.close();
+  }
 });
