@@ -2,7 +2,7 @@
 // observation formatting, bookkeeping) running `true`, against a bare dockerode exec of `true` in the same
 // container, interleaved in the same run. Usage: npx tsx bench/harness-step.ts [steps=200]
 import Docker from "dockerode";
-import { runEpisode } from "../src/agent/loop.js";
+import { runEpisode } from "../src/agent/chatProtocol.js";
 import { SUBMIT_MARKER } from "../src/agent/observation.js";
 import { openShell } from "../src/agent/shell.js";
 import { createModelClient, modelConfigFromOptions } from "../src/model/client.js";

@@ -12,7 +12,7 @@ import { runTrial, type TrialSettings } from "../trial/trial.js";
 import type { TrialResult } from "../results/schema.js";
 import { createModelClient } from "../model/client.js";
 import { createTokenClient } from "../model/tokens.js";
-import type { TokenStream } from "../agent/tokenLoop.js";
+import type { TokenStream } from "../agent/tokenProtocol.js";
 import type { ModelConfig } from "../model/types.js";
 import { createBackend } from "../sandbox/index.js";
 import type { SandboxBackendName } from "../sandbox/types.js";

@@ -6,7 +6,7 @@
 // the ids of every observation wrapper (vLLM /tokenize) so a trainer can append them verbatim.
 import { z } from "zod";
 import type { Trajectory } from "../agent/schema.js";
-import { observationWrapper, type TokenStream } from "../agent/tokenLoop.js";
+import { observationWrapper, type TokenStream } from "../agent/tokenProtocol.js";
 import { runTrial } from "../trial/trial.js";
 import type { TrialResult } from "../results/schema.js";
 import { bashTool, turnFromResponse } from "../model/client.js";

@@ -1,59 +1,30 @@
 // The docker backend: one long-lived container per sandbox on any Docker-compatible engine (podman's compat
-// API by default, Docker alike). Nothing is ever pulled: images are local or built from a context.
+// API by default, Docker alike). Nothing is ever pulled: images are local or built from a context. What this file
+// owns: creating a container (limits, network, storage cap) and the sandbox object over it (exec routing, files,
+// removal, freeze, snapshot). The rest is one concept a file: exec.ts (one command as an engine exec), files.ts
+// (the archive API), snapshot.ts (a verifier snapshot's pieces), prune.ts (clean-up), engine.ts (connection, check).
 import { randomBytes } from "node:crypto";
-import { readFile as readHostFile } from "node:fs/promises";
 import path from "node:path";
-import type { Readable } from "node:stream";
 import type Docker from "dockerode";
 import { track, untrack } from "../cleanup.js";
-import { createComposeSandbox, pruneNetworks } from "./compose.js";
-import { connectEngine, engineAddress, engineError, engineMessage, isUnreachable, statusCode, unreachableError } from "./engine.js";
-import { DEFAULT_MAX_OUTPUT_BYTES, cappedBuffer, demuxer } from "../bytes/execOutput.js";
+import { createComposeSandbox } from "./compose.js";
+import { checkEngine, connectEngine, engineAddress, engineError, engineMessage, statusCode } from "./engine.js";
+import { execInContainer, toEnvList } from "./exec.js";
+import { startExecutor, type Executor } from "./executor.js";
+import { getArchive, linkOnPath, putArchive, statPath } from "./files.js";
 import { gpuCheck } from "./gpus.js";
 import { ensureHostGuard } from "./hostGuard.js";
 import { resolveImage, type ImageUsed } from "./images.js";
-import { startExecutor, type Executor } from "./executor.js";
-import { ownerLabels, prunable, type PruneFilter } from "../owner.js";
+import { pruneContainers, pruneSnapshotImages } from "./prune.js";
+import { changedBytes, readNetworkFiles, restoreNetworkFiles, snapshotCap, unpause } from "./snapshot.js";
+import { ownerLabels } from "../owner.js";
 import { newBudget, printableName, safeExtract } from "../bytes/safeExtract.js";
 import { DEFAULT_READ_MAX_BYTES, joinTarName, packItems, packLocalPath, readFirstMember } from "../bytes/tarball.js";
-import { withDeadline } from "../../util/deadline.js";
-import {
-  SandboxError,
-  TMAX_LABEL,
-  TMAX_JOB_LABEL,
-  type CreateOptions,
-  type ExecOptions,
-  type ExecResult,
-  type PathStat,
-  type Sandbox,
-  type SandboxBackend,
-  type SandboxSpec,
-  type SnapshotOptions,
-  SnapshotTooLargeError,
-} from "../types.js";
+import { SandboxError, TMAX_LABEL, type CreateOptions, type Sandbox, type SandboxBackend, type SandboxSpec, SnapshotTooLargeError } from "../types.js";
 
 export const DEFAULT_PIDS_LIMIT = 4096;
-/** `timeout -k`: grace between the TERM at the deadline and the KILL (same as the Terminal-Bench harness). */
-const KILL_AFTER_SEC = 10;
-/** The host gives up on an exec stream this long after the in-container deadline. */
-const WATCHDOG_SLACK_SEC = 15;
-/** After the host watchdog killed an exec, how long its stream may take to deliver what was written before. */
-const WATCHDOG_DRAIN_MS = 2_000;
-/**
- * tmax's own exec wrapper, by absolute path: a `timeout` the agent put earlier in PATH (/usr/local/bin) is
- * never used. Images without it fall back to the host watchdog (see execInContainer).
- */
-export const TIMEOUT_BINARY = "/usr/bin/timeout";
-/** PID 1 of a snapshot (verifier) container, by absolute path for the same reason. */
+/** PID 1 of a snapshot (verifier) container, by absolute path: a `sleep` the agent put earlier in PATH is never used. */
 const SLEEP_BINARY = "/bin/sleep";
-/**
- * The network files the engine writes into a container (bind mounts). A snapshot container in the agent
- * container's network namespace shares them, agent edits included; the verifier gets the engine's versions,
- * read right after the agent container started (see docs/reward-integrity.md).
- */
-const NETWORK_FILES = ["/etc/hosts", "/etc/resolv.conf"] as const;
-/** Default cap on a snapshot's changed bytes (apparent size), TMAX_SNAPSHOT_MAX_MB overrides. */
-export const DEFAULT_SNAPSHOT_MAX_BYTES = 4096 * 2 ** 20;
 
 export interface DockerBackendOptions {
   /** Engine address in DOCKER_HOST form; default $DOCKER_HOST, else unix:///run/podman/podman.sock. */
@@ -213,10 +184,6 @@ function slug(name: string): string {
   return name.replace(/[^a-zA-Z0-9_.-]+/g, "-").replace(/^[-.]+|-+$/g, "").slice(0, 40) || "sandbox";
 }
 
-function toEnvList(env?: Record<string, string>): string[] | undefined {
-  return env ? Object.entries(env).map(([k, v]) => `${k}=${v}`) : undefined;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // the sandbox object
 
@@ -231,28 +198,6 @@ interface SandboxInfo {
   ownedImage?: string;
   /** The engine's /etc/hosts and /etc/resolv.conf as they were when the container started. */
   networkFiles?: Record<string, Buffer>;
-}
-
-async function readNetworkFiles(container: Docker.Container): Promise<Record<string, Buffer>> {
-  const files: Record<string, Buffer> = {};
-  for (const file of NETWORK_FILES) {
-    const archive = await container.getArchive({ path: file }).catch(() => null);
-    const member = archive ? await readFirstMember(archive as unknown as Readable, 1 << 20).catch(() => null) : null;
-    if (member?.type === "file") files[file] = member.content;
-  }
-  return files;
-}
-
-/** The snapshot's size before a commit: the engine's size of the writable layer (apparent: a sparse file counts whole). */
-async function changedBytes(container: Docker.Container): Promise<number> {
-  const inspected = (await container.inspect({ size: true } as never)) as unknown as { SizeRw?: number };
-  return typeof inspected.SizeRw === "number" ? inspected.SizeRw : 0;
-}
-
-function snapshotCap(opts: SnapshotOptions): number {
-  if (opts.maxBytes !== undefined) return opts.maxBytes;
-  const mb = Number(process.env.TMAX_SNAPSHOT_MAX_MB);
-  return Number.isFinite(mb) && mb > 0 ? mb * 2 ** 20 : DEFAULT_SNAPSHOT_MAX_BYTES;
 }
 
 /** A snapshot sandbox: made from `image` (a commit of `containerId`), in `containerId`'s network namespace. */
@@ -468,344 +413,3 @@ export function makeSandbox(docker: Docker, container: Docker.Container, info: S
   };
   return sandbox;
 }
-
-async function unpause(container: Docker.Container): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await container.unpause();
-      return;
-    } catch (err) {
-      if (statusCode(err) === 404 || /not paused|is not running/i.test(engineMessage(err))) return;
-      if (attempt >= 5) throw err;
-      await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
-    }
-  }
-}
-
-/**
- * Writes the engine's /etc/hosts and /etc/resolv.conf back in a snapshot container (they are the agent
- * container's bind mounts, shared through the network namespace, agent edits included). With bash builtins:
- * the files are bind mounts, written in place.
- */
-async function restoreNetworkFiles(snap: DockerSandbox, files: Record<string, Buffer>): Promise<void> {
-  const names = Object.keys(files);
-  if (names.length === 0) return;
-  const tmp = `/.tmax-net-${randomBytes(8).toString("hex")}`;
-  for (const [i, file] of names.entries()) await snap.writeFile(`${tmp}/${i}`, files[file], 0o644);
-  const copy = names.map((file, i) => `{ IFS= read -r -d '' c < ${tmp}/${i}; printf '%s' "$c" > ${file}; } || ok=1`).join("\n");
-  const run = await snap.exec(["/bin/bash", "--noprofile", "--norc", "-c", `ok=0\n${copy}\n/bin/rm -rf ${tmp}\nexit $ok`], { env: { PATH: "/usr/bin:/bin:/usr/sbin:/sbin", LC_ALL: "C" }, cwd: "/", timeoutSec: 30, direct: true });
-  if (run.exitCode !== 0) throw new SandboxError(`cannot restore the engine's network files in the verifier's snapshot: ${run.stderr.trim().split("\n")[0]}`, "create_failed");
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// exec
-
-async function execInContainer(
-  docker: Docker,
-  container: Docker.Container,
-  info: SandboxInfo,
-  state: { hasTimeoutBinary: boolean },
-  argv: string[],
-  opts: ExecOptions,
-): Promise<ExecResult> {
-  if (argv.length === 0) throw new SandboxError("exec needs a command (argv is empty)", "exec_failed");
-  opts.signal?.throwIfAborted();
-  const started = performance.now();
-  const limitSec = opts.timeoutSec && opts.timeoutSec > 0 ? opts.timeoutSec : undefined;
-  const wrapped = limitSec !== undefined && state.hasTimeoutBinary;
-  const cmd = wrapped ? [TIMEOUT_BINARY, "-k", String(KILL_AFTER_SEC), String(limitSec), ...argv] : argv;
-  const cap = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
-  const stdout = cappedBuffer(cap);
-  const stderr = cappedBuffer(cap);
-
-  let exec: Docker.Exec;
-  let stream: Readable;
-  try {
-    exec = await container.exec({
-      Cmd: cmd,
-      AttachStdin: false,
-      AttachStdout: true,
-      AttachStderr: true,
-      Tty: false,
-      Env: toEnvList(opts.env),
-      WorkingDir: opts.cwd ? path.posix.resolve(info.workdir, opts.cwd) : undefined,
-      User: opts.user,
-    });
-    stream = (await exec.start({})) as unknown as Readable;
-  } catch (err) {
-    throw execError(docker, err, info);
-  }
-
-  // Without the in-container `timeout`, the host deadline is the only one.
-  const watchdogMs = limitSec === undefined ? undefined : (limitSec + (wrapped ? WATCHDOG_SLACK_SEC : 0)) * 1000;
-  const onData = demuxer((which, data) => (which === "stdout" ? stdout : stderr).push(data));
-  let ended = false;
-  const endedPromise = new Promise<void>((resolve) => {
-    const onEnd = () => {
-      ended = true;
-      resolve();
-    };
-    stream.once("end", onEnd);
-    stream.once("close", onEnd);
-    stream.once("error", onEnd);
-  });
-  const detach = () => {
-    stream.off("data", onData);
-    stream.destroy();
-  };
-  const outcome = await new Promise<"end" | "watchdog" | "abort" | Error>((done) => {
-    const timer = watchdogMs === undefined ? undefined : setTimeout(() => finish("watchdog"), watchdogMs);
-    const onAbort = () => finish("abort");
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    let settled = false;
-    function finish(result: "end" | "watchdog" | "abort" | Error) {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      opts.signal?.removeEventListener("abort", onAbort);
-      // after the watchdog the stream stays attached: what the command wrote before it was killed still arrives
-      if (result !== "watchdog") stream.off("data", onData);
-      if (result !== "end" && result !== "watchdog") stream.destroy();
-      done(result);
-    }
-    stream.on("data", onData);
-    stream.once("end", () => finish("end"));
-    stream.once("close", () => finish("end"));
-    stream.once("error", (err) => finish(err));
-  });
-
-  if (outcome === "watchdog" || outcome === "abort") {
-    await killExec(docker, container, exec);
-    if (outcome === "abort") throw opts.signal?.reason ?? new Error("exec aborted");
-    // the partial output is the command's answer (as when timeout(1) stops it): drain what is in flight,
-    // briefly (a process outside the killed group may hold the stream open)
-    if (!ended) await Promise.race([endedPromise, new Promise((r) => setTimeout(r, WATCHDOG_DRAIN_MS).unref())]);
-    detach();
-    return result(124, true);
-  }
-  if (outcome instanceof Error) throw execError(docker, outcome, info);
-
-  const exitCode = await exitCodeOf(docker, exec, info);
-  const missingTimeout = (exitCode === 126 || exitCode === 127) && /\/usr\/bin\/timeout\b[^\n]*(not found|no such file)|exec: "\/usr\/bin\/timeout"/i.test(stderr.text() + stdout.text());
-  if (wrapped && missingTimeout) {
-    state.hasTimeoutBinary = false; // e.g. distroless images; retry under the host watchdog only
-    const left = Math.max(1, limitSec! - Math.floor((performance.now() - started) / 1000));
-    return execInContainer(docker, container, info, state, argv, { ...opts, timeoutSec: left });
-  }
-  // timeout(1) exits 124 after TERM, or 128+9 when it had to KILL.
-  const elapsedMs = performance.now() - started;
-  const timedOut = wrapped && (exitCode === 124 || (exitCode === 137 && elapsedMs >= limitSec! * 1000));
-  return result(exitCode, timedOut);
-
-  function result(exitCode: number, timedOut: boolean): ExecResult {
-    return {
-      stdout: stdout.text(),
-      stderr: stderr.text(),
-      exitCode,
-      timedOut,
-      truncated: stdout.truncated || stderr.truncated,
-      durationMs: Math.round(performance.now() - started),
-    };
-  }
-}
-
-/** The exit code, from one inspect in the common case; Docker can report Running briefly after the stream ends. */
-async function exitCodeOf(docker: Docker, exec: Docker.Exec, info: SandboxInfo): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    let state: Docker.ExecInspectInfo;
-    try {
-      state = await exec.inspect();
-    } catch (err) {
-      throw execError(docker, err, info);
-    }
-    if (!state.Running && state.ExitCode !== null && state.ExitCode !== undefined) return state.ExitCode;
-    if (attempt >= 50) return -1;
-    await new Promise((r) => setTimeout(r, Math.min(5 * 2 ** attempt, 100)));
-  }
-}
-
-/**
- * Best effort to stop an exec the host gave up on. The engine API has no "kill exec", so when the engine
- * runs on this host we SIGKILL the exec's process group by host PID, after checking (through its cgroup)
- * that the PID really belongs to this container.
- */
-async function killExec(docker: Docker, container: Docker.Container, exec: Docker.Exec): Promise<void> {
-  if (!engineAddress(docker).startsWith("unix://")) return;
-  try {
-    const { Pid: pid, Running: running } = await exec.inspect();
-    if (!running || !pid || pid <= 1) return;
-    const cgroup = await readHostFile(`/proc/${pid}/cgroup`, "utf8");
-    if (!cgroup.includes(container.id)) return;
-    for (const target of [-pid, pid]) {
-      try {
-        process.kill(target, "SIGKILL");
-      } catch {
-        // not a group leader, or already gone
-      }
-    }
-  } catch {
-    // engine or /proc not reachable: the in-container `timeout -k` remains the safety net
-  }
-}
-
-function execError(docker: Docker, err: unknown, info: SandboxInfo): SandboxError {
-  if (isUnreachable(err)) return unreachableError(docker, err);
-  const code = statusCode(err);
-  if (code === 404) return new SandboxError(`sandbox ${info.name} no longer exists`, "exec_failed");
-  if (code === 409 || code === 500) return new SandboxError(`sandbox ${info.name} is not running: ${engineMessage(err)}`, "exec_failed");
-  return engineError(docker, err, "exec_failed", `exec in ${info.name} failed`);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// files
-
-/** Extracts `archive` at `/` (members carry absolute paths minus the slash; engines create missing parents). */
-async function putArchive(docker: Docker, container: Docker.Container, archive: Readable, what: string): Promise<void> {
-  try {
-    await container.putArchive(archive as unknown as NodeJS.ReadableStream, { path: "/" });
-  } catch (err) {
-    throw engineError(docker, err, "exec_failed", `cannot ${what}`);
-  }
-}
-
-const MODE_DIR = 2 ** 31;
-const MODE_SYMLINK = 2 ** 27;
-
-/** The engine's archive-stat of a path (HEAD on the archive endpoint: no program runs in the container). */
-async function statPath(container: Docker.Container, remotePath: string): Promise<PathStat | null> {
-  let res: { headers?: Record<string, string | string[] | undefined>; resume?: () => void };
-  try {
-    res = (await container.infoArchive({ path: remotePath })) as typeof res;
-  } catch (err) {
-    const code = statusCode(err);
-    if (code === 404 || code === 400) return null; // missing, or a loop of links
-    throw new SandboxError(`cannot stat ${remotePath}: ${engineMessage(err)}`, "exec_failed");
-  }
-  res.resume?.();
-  const header = res.headers?.["x-docker-container-path-stat"];
-  if (typeof header !== "string") throw new SandboxError(`cannot stat ${remotePath}: the engine sent no path stat`, "exec_failed");
-  const st = JSON.parse(Buffer.from(header, "base64").toString("utf8")) as { size: number; mode: number; mtime: string; linkTarget?: string };
-  const link = Math.floor(st.mode / MODE_SYMLINK) % 2 === 1;
-  return { size: st.size, perm: st.mode % 0o10000, mtime: st.mtime, dir: Math.floor(st.mode / MODE_DIR) % 2 === 1, link, ...(link && st.linkTarget ? { linkTarget: st.linkTarget } : {}) };
-}
-
-/** The first component of `remotePath` that is a link, and where it leads; null when none is. */
-async function linkOnPath(container: Docker.Container, remotePath: string): Promise<{ at: string; to: string } | null> {
-  const parts = remotePath.split("/").filter(Boolean);
-  for (let i = 1; i <= parts.length; i++) {
-    const at = `/${parts.slice(0, i).join("/")}`;
-    const st = await statPath(container, at);
-    if (!st) return null;
-    if (st.link) return { at, to: st.linkTarget ?? "?" };
-  }
-  return null;
-}
-
-/** A tar stream of `remotePath`, or null when it does not exist. */
-async function getArchive(docker: Docker, container: Docker.Container, remotePath: string): Promise<Readable | null> {
-  try {
-    return (await container.getArchive({ path: remotePath })) as unknown as Readable;
-  } catch (err) {
-    if (statusCode(err) === 404 && /no such file|not found|could not find/i.test(engineMessage(err))) return null;
-    throw engineError(docker, err, "exec_failed", `cannot read ${remotePath}`);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// prune and check
-
-async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promise<number> {
-  const label = [`${TMAX_LABEL}=1`, ...(filter.job ? [`${TMAX_JOB_LABEL}=${filter.job}`] : [])];
-  let list: Docker.ContainerInfo[];
-  try {
-    list = await docker.listContainers({ all: true, filters: { label } });
-  } catch (err) {
-    throw engineError(docker, err, "exec_failed", "cannot list containers");
-  }
-  // Re-check here, whatever the engine's filter did: only tmax's containers, and only those selected.
-  const chosen = list.filter((c) => c.Labels?.[TMAX_LABEL] === "1" && prunable(c.Labels, filter));
-  const removeAll = (cs: Docker.ContainerInfo[]) =>
-    Promise.all(
-      cs.map((c) =>
-        docker
-          .getContainer(c.Id)
-          .remove({ force: true, v: true })
-          .then(
-            () => 1,
-            () => 0,
-          ),
-      ),
-    );
-  // verifier snapshots first: they share their agent container's network namespace, which the engine will not
-  // remove while they exist
-  const isSnapshot = (c: Docker.ContainerInfo) => c.Labels?.[`${TMAX_LABEL}.snapshot`] === "1";
-  const removed = [...(await removeAll(chosen.filter(isSnapshot))), ...(await removeAll(chosen.filter((c) => !isSnapshot(c))))];
-  // a compose network goes with its job (or --all); orphan pruning leaves networks alone (one may be in use by a
-  // live job between its creation and its first container)
-  if (filter.job || filter.all) await pruneNetworks(docker, filter.job);
-  return removed.reduce((a, b) => a + b, 0);
-}
-
-/**
- * Verifier snapshot images (a commit carries the container's labels: job, owner, test run) left by a process that
- * died between the commit and the removal of its snapshot sandbox; chosen by the same rule as containers.
- */
-async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Promise<number> {
-  const list = async (all: boolean) => {
-    try {
-      // one label filter only: podman 4.3's images endpoint answers nothing for two (its CLI ORs them); the job
-      // and the owner are checked here
-      const images = await docker.listImages({ all, filters: { label: [`${TMAX_LABEL}.snapshot=1`] } });
-      return images.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
-    } catch (err) {
-      throw engineError(docker, err, "exec_failed", "cannot list images");
-    }
-  };
-  const remove = (id: string) =>
-    docker
-      .getImage(id)
-      .remove({ force: true })
-      .then(
-        () => 1,
-        () => 0,
-      );
-  // the commits first, one at a time; then what they leave labelled (an intermediate layer image whose removal
-  // failed while the commit still depended on it)
-  let removed = 0;
-  for (const image of await list(false)) removed += await remove(image.Id);
-  for (let round = 0; round < 3; round++) {
-    const rest = await list(true);
-    let n = 0;
-    for (const image of rest) n += await remove(image.Id);
-    if (n === 0) break;
-  }
-  return removed;
-}
-
-async function checkEngine(docker: Docker): Promise<{ ok: boolean; detail: string; fix?: string }> {
-  const address = engineAddress(docker);
-  const fix = "run `npm run setup` (installs and starts podman) or set DOCKER_HOST to a running engine";
-  // A loaded engine can be slow to answer: a time-out is asked again with more patience (15, 30, then 45 s);
-  // an absent one fails at once (ECONNREFUSED/ENOENT/EACCES).
-  for (const deadlineMs of [15_000, 30_000, 45_000]) {
-    try {
-      const version = await withDeadline(
-        (async () => {
-          await docker.ping();
-          return docker.version();
-        })(),
-        deadlineMs,
-      );
-      const engine = version.Components?.[0]?.Name ?? "Docker Engine";
-      return { ok: true, detail: `${engine} ${version.Version} (API ${version.ApiVersion}) at ${address}` };
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      const absent = code === "ECONNREFUSED" || code === "ENOENT" || code === "EACCES" || code === "EPERM" || code === "ENOTFOUND";
-      if (!absent && deadlineMs < 45_000) continue;
-      const why = isUnreachable(err) ? (err as { code: string }).code : engineMessage(err);
-      return { ok: false, detail: `cannot reach the container engine at ${address} (${why})`, fix };
-    }
-  }
-  return { ok: false, detail: `cannot reach the container engine at ${address}`, fix };
-}
-

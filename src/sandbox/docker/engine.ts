@@ -1,6 +1,7 @@
 // Connection to a Docker-compatible engine (podman's compat API or Docker) and its error vocabulary.
 import Docker from "dockerode";
 import { SandboxError } from "../types.js";
+import { withDeadline } from "../../util/deadline.js";
 
 export const DEFAULT_DOCKER_HOST = "unix:///run/podman/podman.sock";
 
@@ -77,4 +78,32 @@ export function engineError(docker: Docker, err: unknown, kind: SandboxError["ki
   if (err instanceof SandboxError) return err;
   if (isUnreachable(err)) return unreachableError(docker, err);
   return new SandboxError(context ? `${context}: ${engineMessage(err)}` : engineMessage(err), kind);
+}
+
+/** Whether the engine answers: its name, version and API, or why not and how to fix it. */
+export async function checkEngine(docker: Docker): Promise<{ ok: boolean; detail: string; fix?: string }> {
+  const address = engineAddress(docker);
+  const fix = "run `npm run setup` (installs and starts podman) or set DOCKER_HOST to a running engine";
+  // A loaded engine can be slow to answer: a time-out is asked again with more patience (15, 30, then 45 s);
+  // an absent one fails at once (ECONNREFUSED/ENOENT/EACCES).
+  for (const deadlineMs of [15_000, 30_000, 45_000]) {
+    try {
+      const version = await withDeadline(
+        (async () => {
+          await docker.ping();
+          return docker.version();
+        })(),
+        deadlineMs,
+      );
+      const engine = version.Components?.[0]?.Name ?? "Docker Engine";
+      return { ok: true, detail: `${engine} ${version.Version} (API ${version.ApiVersion}) at ${address}` };
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const absent = code === "ECONNREFUSED" || code === "ENOENT" || code === "EACCES" || code === "EPERM" || code === "ENOTFOUND";
+      if (!absent && deadlineMs < 45_000) continue;
+      const why = isUnreachable(err) ? (err as { code: string }).code : engineMessage(err);
+      return { ok: false, detail: `cannot reach the container engine at ${address} (${why})`, fix };
+    }
+  }
+  return { ok: false, detail: `cannot reach the container engine at ${address}`, fix };
 }

@@ -1,7 +1,7 @@
 // Full episodes: the scripted vLLM-like server drives the real agent loop in real podman containers.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { runEpisode, type EpisodeInput } from "../../../src/agent/loop.js";
+import { runEpisode, type EpisodeInput } from "../../../src/agent/chatProtocol.js";
 import { SUBMIT_MARKER, TOO_LONG_HINT } from "../../../src/agent/observation.js";
 import type { Trajectory } from "../../../src/agent/schema.js";
 import { createModelClient, modelConfigFromOptions } from "../../../src/model/client.js";

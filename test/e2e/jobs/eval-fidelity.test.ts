@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { runEpisode, type EpisodeInput } from "../../../src/agent/loop.js";
+import { runEpisode, type EpisodeInput } from "../../../src/agent/chatProtocol.js";
 import { SUBMIT_MARKER } from "../../../src/agent/observation.js";
 import { loadPromptFile } from "../../../src/agent/promptFile.js";
 import { DEFAULT_PROMPTS } from "../../../src/agent/prompts.js";

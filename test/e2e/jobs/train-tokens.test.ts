@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { SUBMIT_MARKER } from "../../../src/agent/observation.js";
 import { DEFAULT_PROMPTS } from "../../../src/agent/prompts.js";
-import { observationWrapper, runTokenEpisode, type TokenStream } from "../../../src/agent/tokenLoop.js";
+import { observationWrapper, runTokenEpisode, type TokenStream } from "../../../src/agent/tokenProtocol.js";
 import { BASH_TOOL } from "../../../src/model/client.js";
 import { renderQwenXmlToolCall } from "../../../src/model/qwenXml.js";
 import { createTokenClient } from "../../../src/model/tokens.js";

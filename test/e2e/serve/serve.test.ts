@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { SUBMIT_MARKER } from "../../../src/agent/observation.js";
-import { observationWrapper } from "../../../src/agent/tokenLoop.js";
+import { observationWrapper } from "../../../src/agent/tokenProtocol.js";
 import { renderQwenXmlToolCall } from "../../../src/model/qwenXml.js";
 import { createTokenClient } from "../../../src/model/tokens.js";
 import { ENGINE_SKIP, EXAMPLES, ROOT } from "../../support/env.js";
