@@ -3,8 +3,11 @@
 //
 // npm installs a git dependency's devDependencies before running its prepare script, except under `npm i -g`:
 // there the nested install inherits the global flag and leaves the clone without node_modules (npm/cli#8440),
-// so `tsc` is missing. In that case the devDependencies are installed here, into the clone itself, first.
+// so `tsc` is missing. In that case the devDependencies are installed here, into the clone itself, first. That
+// nested install also links the clone into the global folder; the outer install would then write the package
+// through that link into the clone, which npm deletes afterwards, so the link is removed once dist/ is built.
 import { spawnSync } from "node:child_process";
+import { lstatSync, realpathSync, unlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
@@ -42,3 +45,16 @@ if (!tsc) {
   }
 }
 run(process.execPath, [tsc, "-p", path.join(root, "tsconfig.json")]);
+
+if (process.env.npm_config_global === "true") {
+  const name = require("./package.json").name;
+  const prefixes = [process.env.npm_config_prefix, path.dirname(path.dirname(process.execPath))].filter(Boolean);
+  for (const prefix of new Set(prefixes)) {
+    const link = path.join(prefix, "lib", "node_modules", name);
+    try {
+      if (lstatSync(link).isSymbolicLink() && realpathSync(link) === realpathSync(root)) unlinkSync(link);
+    } catch {
+      // no such link: nothing to undo
+    }
+  }
+}
