@@ -37,7 +37,7 @@ if (!tsc) {
   const npm = process.env.npm_execpath;
   const [cmd, pre] = npm && /\.[cm]?js$/.test(npm) ? [process.execPath, [npm]] : ["npm", []];
   console.error("tmax prepare: typescript not installed here (a global install from git); installing the build tools locally");
-  run(cmd, [...pre, "install", "--include=dev", "--ignore-scripts", "--no-save", "--no-audit", "--no-fund", "--global=false"], env);
+  run(cmd, [...pre, "install", "--include=dev", "--ignore-scripts", "--prefer-offline", "--no-save", "--no-audit", "--no-fund", "--global=false"], env);
   tsc = tscPath();
   if (!tsc) {
     console.error("tmax prepare: typescript is still missing after installing the devDependencies");
