@@ -1,5 +1,5 @@
 // tmax as a user gets it: the checkout's files copied to a temp dir (what a git clone holds: no dist/, no
-// node_modules of its own), `npm pack` there (the prepare script compiles dist/), then `npm install -g --prefix`
+// node_modules of its own), `npm pack` there (the prepack script compiles dist/), then `npm install -g --prefix`
 // of the tarball into a temp prefix, dependencies from the npm cache or registry. Used by the unit test of the
 // package and the engine test that runs the README's main command with the installed binary.
 import { spawnSync } from "node:child_process";
@@ -38,9 +38,9 @@ export function packAndInstall(tmp: string): Installed {
   symlinkSync(path.join(ROOT, "node_modules"), path.join(clone, "node_modules"), "dir");
   const packDir = path.join(tmp, "pack");
   mkdirSync(packDir);
-  const report = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", packDir], clone, 300_000)) as { filename: string; files: { path: string }[] }[];
+  const report = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", packDir], clone, 900_000)) as { filename: string; files: { path: string }[] }[];
   const tarball = path.join(packDir, report[0]!.filename);
   const prefix = path.join(tmp, "prefix");
-  run("npm", ["install", "-g", "--prefix", prefix, "--prefer-offline", tarball], tmp, 300_000);
+  run("npm", ["install", "-g", "--prefix", prefix, "--prefer-offline", tarball], tmp, 900_000);
   return { tarball, prefix, pkgDir: path.join(prefix, "lib", "node_modules", "tmax"), bin: path.join(prefix, "bin", "tmax"), files: report[0]!.files.map((f) => f.path) };
 }
