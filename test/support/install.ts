@@ -1,5 +1,5 @@
 // tmax as a user gets it: the checkout's files copied to a temp dir (what a git clone holds: no dist/, no
-// node_modules of its own), `npm pack` there (the prepack script compiles dist/), then `npm install -g --prefix`
+// node_modules of its own), `npm pack` there (the prepare script compiles dist/), then `npm install -g --prefix`
 // of the tarball into a temp prefix, dependencies from the npm cache or registry. Used by the unit test of the
 // package and the engine test that runs the README's main command with the installed binary.
 import { spawnSync } from "node:child_process";

@@ -1,4 +1,4 @@
-// The README's main command with tmax as a user installs it: the checkout packed as a clone (prepack builds
+// The README's main command with tmax as a user installs it: the checkout packed as a clone (prepare builds
 // dist/), the tarball installed with `npm install -g --prefix`, then `tmax eval --dataset examples/tasks --agent
 // oracle` run by the installed binary from another directory on the shipped examples, in real containers.
 import { after, before, describe, test } from "node:test";

@@ -1,4 +1,4 @@
-// The package as installed by a user: `npm pack` of a clone (prepack compiles dist/), `npm install -g` of the
+// The package as installed by a user: `npm pack` of a clone (prepare compiles dist/), `npm install -g` of the
 // tarball into a temp prefix, then the installed `tmax` run from an unrelated directory: --version, --help, its
 // assets and examples found next to the installed package, and the Daytona SDK found when installed globally
 // beside it (the install hint's promise). No container engine: the README's main command is in test/e2e/cli.

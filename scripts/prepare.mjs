@@ -1,7 +1,8 @@
-// npm's `prepack` step (`npm pack`, `npm publish`, installs from git): compiles dist/ with tsc.
+// npm's `prepare` step (`npm install` in a checkout, `npm pack`, installs from git): compiles dist/ with tsc.
+// Not `prepack`: for git dependencies npm (pacote) runs only `prepare`.
 // Plain JavaScript, because nothing is compiled yet when it runs.
 //
-// npm installs a git dependency's devDependencies before its prepack script, except under `npm i -g`: there the
+// npm installs a git dependency's devDependencies before its prepare script, except under `npm i -g`: there the
 // nested install inherits the global flag and the clone gets no node_modules (npm/cli#8440; working around it
 // from here races with npm's own install into the global folder). That case gets one line with the route that
 // works: pack from git (not global, so npm prepares it properly), then install the tarball globally.
