@@ -4,7 +4,12 @@
 // was written). DaytonaSdkLike was checked for assignability against those declarations with tsc in a scratch
 // project (`const x: DaytonaSdkLike = await import("@daytonaio/sdk")`); tests feed an in-process fake instead.
 //
-// The SDK is an optional dependency, loaded on first use (or injected), so tmax builds and runs without it.
+// The SDK is an optional peer dependency, loaded on first use (or injected), so tmax builds and runs without it.
+
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** What `Image.fromDockerfile` returns; opaque to us. The real SDK tells an Image from an image name with instanceof. */
 export interface DaytonaImageLike {
@@ -84,18 +89,42 @@ export interface DaytonaSdkLike {
   Image: { fromDockerfile(path: string): DaytonaImageLike };
 }
 
+/** tmax's package folder (the same from src/ and dist/: both are two levels below it). */
+const TMAX_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+
 export const SDK_MODULE = "@daytonaio/sdk";
-export const SDK_INSTALL_FIX = "npm i @daytonaio/sdk";
+/** A global install is found wherever tmax runs from: a global tmax, `npx`, a checkout (see sdkSearchRoots). */
+export const SDK_INSTALL_FIX = "npm i -g @daytonaio/sdk";
 export const MISSING_SDK_MESSAGE = `the daytona backend needs the Daytona SDK: ${SDK_INSTALL_FIX}`;
 export const MISSING_KEY_MESSAGE = "the daytona backend needs an API key: set DAYTONA_API_KEY (create one in the Daytona dashboard)";
 
-/** `await import("@daytonaio/sdk")`, with a one-line error when it is not installed or not the expected shape. */
-export async function loadSdk(): Promise<DaytonaSdkLike> {
+/**
+ * node_modules folders searched for the SDK when tmax's own resolution does not find it, in order: the folder
+ * tmax itself is installed in (`<prefix>/lib/node_modules` for `npm i -g tmax`), then npm's global folder from
+ * `npm_config_prefix` (set under npm and npx) and from the running node (`<node's dir>/../lib/node_modules`, npm's
+ * default prefix). So `npm i -g @daytonaio/sdk` reaches a global tmax, an `npx` run and an `npm link`ed checkout.
+ */
+export function sdkSearchRoots(env: NodeJS.ProcessEnv = process.env, execPath: string = process.execPath, packageRoot: string = TMAX_ROOT): string[] {
+  const globalOf = (prefix: string) => (process.platform === "win32" ? path.join(prefix, "node_modules") : path.join(prefix, "lib", "node_modules"));
+  const roots: string[] = [];
+  const parent = path.dirname(packageRoot);
+  if (path.basename(parent) === "node_modules") roots.push(parent);
+  const prefix = env.npm_config_prefix ?? env.NPM_CONFIG_PREFIX;
+  if (prefix) roots.push(globalOf(prefix));
+  roots.push(globalOf(process.platform === "win32" ? path.dirname(execPath) : path.dirname(path.dirname(execPath))));
+  return [...new Set(roots.map((r) => path.resolve(r)))];
+}
+
+/**
+ * `await import("@daytonaio/sdk")` from tmax's own node_modules, else from the first of `roots` that has it;
+ * a one-line error when it is nowhere or not the expected shape.
+ */
+export async function loadSdk(roots: string[] = sdkSearchRoots()): Promise<DaytonaSdkLike> {
   // A variable specifier keeps tsc from resolving the (optional, usually absent) package.
   const specifier: string = SDK_MODULE;
-  let mod: Partial<DaytonaSdkLike>;
+  let mod: Partial<DaytonaSdkLike> & { default?: Partial<DaytonaSdkLike> };
   try {
-    mod = (await import(specifier)) as Partial<DaytonaSdkLike>;
+    mod = await importFrom(specifier, roots);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if ((e.code === "ERR_MODULE_NOT_FOUND" || e.code === "MODULE_NOT_FOUND") && String(e.message).includes(SDK_MODULE)) {
@@ -103,10 +132,28 @@ export async function loadSdk(): Promise<DaytonaSdkLike> {
     }
     throw new Error(`cannot load the Daytona SDK (${SDK_MODULE}): ${oneLine(e.message ?? String(err))}`);
   }
-  if (typeof mod.Daytona !== "function" || typeof mod.Image?.fromDockerfile !== "function") {
+  // a CommonJS build imported by path may put its exports on `default`
+  const sdk = typeof mod.Daytona === "function" ? mod : (mod.default ?? mod);
+  if (typeof sdk.Daytona !== "function" || typeof sdk.Image?.fromDockerfile !== "function") {
     throw new Error(`the installed ${SDK_MODULE} does not export Daytona and Image as expected; tmax was written against 0.218`);
   }
-  return mod as DaytonaSdkLike;
+  return sdk as DaytonaSdkLike;
+}
+
+async function importFrom<T>(specifier: string, roots: string[]): Promise<T> {
+  try {
+    return (await import(specifier)) as T;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "ERR_MODULE_NOT_FOUND" && code !== "MODULE_NOT_FOUND") throw err;
+    for (const root of roots) {
+      if (!existsSync(path.join(root, specifier, "package.json"))) continue;
+      // resolved as if required from a file in that folder: the package's own "exports"/"main" pick the entry
+      const entry = createRequire(path.join(root, "_tmax_resolve.js")).resolve(specifier);
+      return (await import(pathToFileURL(entry).href)) as T;
+    }
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------

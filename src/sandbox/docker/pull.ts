@@ -1,10 +1,8 @@
-// Pulling prebuilt images through the engine's /images/create API, with registry credentials read from the usual
-// auth files (Docker's config.json, podman's auth.json, $REGISTRY_AUTH_FILE) and retries with backoff when the
-// registry answers 429 or 5xx. Credentials go to the engine in the X-Registry-Auth header only: never logged.
-import { readFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
+// Pulling prebuilt images through the engine's /images/create API, with registry credentials from the usual auth
+// files and Docker's credential helpers (registryAuth.ts), and retries with backoff when the registry answers 429
+// or 5xx. Credentials go to the engine in the X-Registry-Auth header only: never logged.
 import type Docker from "dockerode";
+import { lookupAuth, type RegistryAuth } from "./registryAuth.js";
 import { engineMessage, isUnreachable, oneLine, statusCode, unreachableError } from "./engine.js";
 import { SandboxError, type PullProgress } from "../types.js";
 import { sleep } from "../../util/sleep.js";
@@ -17,56 +15,10 @@ export interface PullOptions {
   /** Attempts after the first on 429/5xx (default 3); backoff doubles from `backoffMs` (default 1000). */
   retries?: number;
   backoffMs?: number;
-  /** Auth files to read, most important first (default: authFiles()). */
+  /** Auth files to read, most important first (default: authFiles(env)). */
   authFiles?: string[];
-}
-
-export interface RegistryAuth {
-  username: string;
-  password: string;
-  serveraddress: string;
-}
-
-/** The registry host of an image reference (`docker.io` for Docker Hub short names). */
-export function registryHost(ref: string): string {
-  const first = ref.split("/")[0]!;
-  if (ref.includes("/") && (first.includes(".") || first.includes(":") || first === "localhost")) return first;
-  return "docker.io";
-}
-
-/** Where credentials are looked up, in order: $REGISTRY_AUTH_FILE, podman's auth.json, Docker's config.json. */
-export function authFiles(env: NodeJS.ProcessEnv = process.env): string[] {
-  const files: string[] = [];
-  if (env.REGISTRY_AUTH_FILE) files.push(env.REGISTRY_AUTH_FILE);
-  if (env.XDG_RUNTIME_DIR) files.push(path.join(env.XDG_RUNTIME_DIR, "containers", "auth.json"));
-  const dockerConfig = env.DOCKER_CONFIG ?? path.join(env.HOME ?? os.homedir(), ".docker");
-  files.push(path.join(dockerConfig, "config.json"));
-  return files;
-}
-
-/** Credentials for `host` from the first auth file that has them (`auths` entries with `auth` or username/password). */
-export function lookupAuth(host: string, files: string[] = authFiles()): RegistryAuth | undefined {
-  const keys = host === "docker.io" ? ["docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"] : [host, `https://${host}`, `http://${host}`];
-  for (const file of files) {
-    let doc: { auths?: Record<string, { auth?: string; username?: string; password?: string }> };
-    try {
-      doc = JSON.parse(readFileSync(file, "utf8"));
-    } catch {
-      continue; // missing or unreadable: try the next file
-    }
-    const auths = doc?.auths ?? {};
-    for (const [key, entry] of Object.entries(auths)) {
-      const bare = key.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
-      if (!keys.includes(key) && !keys.includes(bare)) continue;
-      if (entry?.auth) {
-        const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
-        const colon = decoded.indexOf(":");
-        if (colon > 0) return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1), serveraddress: host };
-      }
-      if (entry?.username && entry.password) return { username: entry.username, password: entry.password, serveraddress: host };
-    }
-  }
-  return undefined;
+  /** Environment for the auth files and credential helpers (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** True for failures worth retrying: the registry said 429 / 5xx (directly or in the engine's error text). */
@@ -89,7 +41,7 @@ export function isRetryablePullError(err: unknown): boolean {
 export async function pullImage(docker: Docker, ref: string, opts: PullOptions = {}): Promise<void> {
   const retries = opts.retries ?? 3;
   const backoff = opts.backoffMs ?? 1000;
-  const auth = lookupAuth(registryHost(ref), opts.authFiles);
+  const { auth, problems } = await lookupAuth(ref, { ...(opts.authFiles ? { files: opts.authFiles } : {}), ...(opts.env ? { env: opts.env } : {}) });
   for (let attempt = 0; ; attempt++) {
     opts.signal?.throwIfAborted();
     try {
@@ -99,7 +51,9 @@ export async function pullImage(docker: Docker, ref: string, opts: PullOptions =
       if (opts.signal?.aborted) throw opts.signal.reason ?? err;
       if (isUnreachable(err)) throw unreachableError(docker, err);
       if (attempt >= retries || !isRetryablePullError(err)) {
-        throw new SandboxError(`cannot pull '${ref}': ${oneLine(err instanceof Error ? engineMessage(err) : String(err)).slice(0, 300)}`, "image_not_found");
+        const why = oneLine(err instanceof Error ? engineMessage(err) : String(err)).slice(0, 300);
+        const helpers = problems.length ? ` (credentials: ${problems.join("; ")})` : "";
+        throw new SandboxError(`cannot pull '${ref}': ${why}${helpers}`, "image_not_found");
       }
       const wait = backoff * 2 ** attempt;
       opts.onProgress?.({ image: ref, status: `registry busy (${oneLine(engineMessage(err)).slice(0, 80)}); retry ${attempt + 1}/${retries} in ${wait / 1000}s` });

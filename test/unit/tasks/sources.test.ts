@@ -6,7 +6,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { pickDigest } from "../../../src/sandbox/docker/images.js";
-import { isRetryablePullError, lookupAuth, registryHost } from "../../../src/sandbox/docker/pull.js";
+import { isRetryablePullError } from "../../../src/sandbox/docker/pull.js";
+import { lookupAuth, registryHost } from "../../../src/sandbox/docker/registryAuth.js";
 import { gpuCheck } from "../../../src/sandbox/docker/gpus.js";
 import { durationSec, readComposeFile, substitute } from "../../../src/tasks/compose.js";
 import { loadTask } from "../../../src/tasks/load.js";
@@ -128,7 +129,7 @@ test("a remote registry's task without git_url (a host path) or with a local rep
 });
 
 describe("image pulls", () => {
-  test("registry host and credentials from auth files (docker and podman formats), first file wins", () => {
+  test("registry host and credentials from auth files (docker and podman formats), first file wins", async () => {
     assert.equal(registryHost("alexgshaw/regex-log:20251031"), "docker.io");
     assert.equal(registryHost("127.0.0.1:5055/x/y:1"), "127.0.0.1:5055");
     assert.equal(registryHost("ghcr.io/a/b"), "ghcr.io");
@@ -136,9 +137,9 @@ describe("image pulls", () => {
     const docker = path.join(tmp, "config.json");
     writeFileSync(podman, JSON.stringify({ auths: { "ghcr.io": { auth: Buffer.from("alice:s3cret:x").toString("base64") } } }));
     writeFileSync(docker, JSON.stringify({ auths: { "https://index.docker.io/v1/": { auth: Buffer.from("bob:pw").toString("base64") }, "ghcr.io": { username: "carol", password: "other" } } }));
-    assert.deepEqual(lookupAuth("ghcr.io", [podman, docker]), { username: "alice", password: "s3cret:x", serveraddress: "ghcr.io" });
-    assert.deepEqual(lookupAuth("docker.io", [podman, docker]), { username: "bob", password: "pw", serveraddress: "docker.io" });
-    assert.equal(lookupAuth("quay.io", [podman, docker, path.join(tmp, "missing.json")]), undefined);
+    assert.deepEqual((await lookupAuth("ghcr.io/a/b", { files: [podman, docker] })).auth, { username: "alice", password: "s3cret:x", serveraddress: "ghcr.io" });
+    assert.deepEqual((await lookupAuth("python:3.13", { files: [podman, docker] })).auth, { username: "bob", password: "pw", serveraddress: "docker.io" });
+    assert.equal((await lookupAuth("quay.io/a/b", { files: [podman, docker, path.join(tmp, "missing.json")] })).auth, undefined);
   });
 
   test("429 and 5xx are retried; not found and auth failures are not", () => {

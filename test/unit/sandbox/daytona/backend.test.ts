@@ -200,7 +200,7 @@ test(
     await assert.rejects(backend.create({ image: "x" }), { message: MISSING_SDK_MESSAGE });
     await assert.rejects(backend.prune(), { message: MISSING_SDK_MESSAGE });
     const check = await backend.check();
-    assert.deepEqual(check, { ok: false, detail: MISSING_SDK_MESSAGE, fix: "npm i @daytonaio/sdk" });
+    assert.deepEqual(check, { ok: false, detail: MISSING_SDK_MESSAGE, fix: "npm i -g @daytonaio/sdk" });
   },
 );
 
@@ -218,7 +218,7 @@ test("an SDK loader that cannot find the SDK: create fails with the one-line fix
     },
   });
   await assert.rejects(backend.create({ image: "x" }), { message: MISSING_SDK_MESSAGE });
-  assert.deepEqual(await backend.check(), { ok: false, detail: MISSING_SDK_MESSAGE, fix: "npm i @daytonaio/sdk" });
+  assert.deepEqual(await backend.check(), { ok: false, detail: MISSING_SDK_MESSAGE, fix: "npm i -g @daytonaio/sdk" });
   installed = true;
   const sandbox = await backend.create({ image: "x" });
   t.after(() => sandbox.remove());

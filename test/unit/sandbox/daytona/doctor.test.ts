@@ -68,7 +68,7 @@ test("no API key: one failing finding with the fix; nothing is asked of the API"
   assert.equal(state.configs.length, 0, "no client was made");
 });
 
-test("SDK not installed: the one-line fix is npm i @daytonaio/sdk", async () => {
+test("SDK not installed: the one-line fix is npm i -g @daytonaio/sdk", async () => {
   const findings = await diagnoseDaytona({
     env: ENV,
     loadSdk: async () => {
@@ -77,7 +77,7 @@ test("SDK not installed: the one-line fix is npm i @daytonaio/sdk", async () => 
   });
   assert.equal(findings.length, 2);
   assert.equal(findings[0].ok, true, "the key is set");
-  assert.deepEqual(findings[1], { ok: false, what: "the Daytona SDK (@daytonaio/sdk) is not installed", fix: "npm i @daytonaio/sdk" });
+  assert.deepEqual(findings[1], { ok: false, what: "the Daytona SDK (@daytonaio/sdk) is not installed", fix: "npm i -g @daytonaio/sdk" });
   // any other load failure is shown as it is
   const broken = await diagnoseDaytona({
     env: ENV,
@@ -85,7 +85,7 @@ test("SDK not installed: the one-line fix is npm i @daytonaio/sdk", async () => 
       throw new Error("cannot load the Daytona SDK (@daytonaio/sdk): Unexpected token");
     },
   });
-  assert.deepEqual(broken[1], { ok: false, what: "cannot load the Daytona SDK (@daytonaio/sdk): Unexpected token", fix: "npm i @daytonaio/sdk" });
+  assert.deepEqual(broken[1], { ok: false, what: "cannot load the Daytona SDK (@daytonaio/sdk): Unexpected token", fix: "npm i -g @daytonaio/sdk" });
 });
 
 test("the key does not authenticate: a failing finding without the key in it", async () => {
