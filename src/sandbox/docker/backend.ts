@@ -784,7 +784,7 @@ async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Pr
 
 async function checkEngine(docker: Docker): Promise<{ ok: boolean; detail: string; fix?: string }> {
   const address = engineAddress(docker);
-  const fix = "run `npm run setup` (installs and starts podman) or set DOCKER_HOST to a running engine";
+  const fix = "run `tmax doctor` (it lists where tmax looked for an engine and how to start one) or set DOCKER_HOST";
   // A loaded engine can be slow to answer: a time-out is asked again with more patience (15, 30, then 45 s);
   // an absent one fails at once (ECONNREFUSED/ENOENT/EACCES).
   for (const deadlineMs of [15_000, 30_000, 45_000]) {
