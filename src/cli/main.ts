@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 // tmax: run, evaluate and collect RL data for Tmax terminal agents in real sandboxes.
 import { stripControl } from "../util/terminal.js";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { cleanupInstalled, FAULT_EXIT_CODES, installSignalCleanup, pruneLeftovers, stopSignal, whileRunning, type Fault } from "../sandbox/cleanup.js";
@@ -50,11 +48,12 @@ for (const stream of [process.stdout, process.stderr]) {
 
 program
   .command("setup")
-  .description("install podman, start its Docker-compatible API socket and build the local base images (Debian 12, root)")
-  .action(() => {
-    const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../scripts/setup-sandbox.sh");
-    const r = spawnSync("bash", [script], { stdio: "inherit" });
-    process.exitCode = r.status ?? 1;
+  .description("build the base images through the engine tmax finds (pull debian:bookworm-slim, else mmdebstrap as root); with no engine, as root on Debian: install podman")
+  .option("--debian-image <ref>", "the Debian image to pull for tmax-base (default $TMAX_SETUP_DEBIAN_IMAGE, else debian:bookworm-slim)")
+  .option("--verbose", "show the output of the image builds")
+  .action(async (o) => {
+    const { setupCommand } = await import("./setup.js");
+    process.exitCode = await setupCommand(o);
   });
 
 addModelOptions(program.command("doctor").description("check the model endpoint and the sandbox engine; one line per finding, with the fix"))

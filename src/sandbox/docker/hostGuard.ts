@@ -14,7 +14,7 @@
 // mangle PREROUTING what the bridges send to a local address and rejects it on FORWARD (Docker Engine:
 // DOCKER-USER) once it was DNAT'd; see guardPlan.
 //
-// It is installed by `npm run setup` and, on a local rootful podman engine, again before the first bridge
+// It is installed by `tmax setup` (as root) and, on a local rootful podman engine, again before the first bridge
 // sandbox of a process (idempotent; the chain is rewritten atomically with `iptables-restore --noflush`).
 // TMAX_HOST_GUARD: `auto` (default: install when possible, else warn once), `require` (refuse a bridge sandbox
 // when the guard cannot be installed), `0` (leave the firewall alone). TMAX_HOST_GUARD_IFACES: the interface
