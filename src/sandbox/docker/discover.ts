@@ -32,15 +32,17 @@ export interface Discovery {
 }
 
 export interface DiscoverOptions extends EngineEnv {
-  /** Per request (default 3 s): a socket that accepts and never answers is given up on. */
+  /** For /_ping (default 3 s): a socket that accepts and never answers is given up on. */
   timeoutMs?: number;
+  /** For /version and /info once /_ping answered (default 30 s). */
+  detailTimeoutMs?: number;
   /** Is a program on PATH (tests replace it). */
   onPath?: (name: string) => boolean;
 }
 
 /** "Podman Engine 4.3.1 (rootful)" */
 export function describeEngine(p: EngineProbe): string {
-  const kind = p.kind === "podman" ? "podman" : "Docker";
+  const kind = p.kind === "podman" ? "podman" : p.kind === "docker" ? "Docker" : "an engine";
   return `${kind}${p.rootless === undefined ? "" : p.rootless ? " (rootless)" : " (rootful)"} ${p.version?.replace(/^\S+ (Engine )?/, "") ?? ""}`.trim();
 }
 
@@ -59,11 +61,20 @@ export async function probeEngine(c: EngineCandidate, o: DiscoverOptions = {}): 
   if (socket && !existsSync(socket)) return { ...base, ok: false, error: "no socket", fix: fixFor(c, "ENOENT", uid) };
   try {
     await docker.ping();
-    const version = await docker.version();
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const error = code && (err as { statusCode?: number }).statusCode === undefined ? code : engineMessage(err);
+    return { ...base, ok: false, error, fix: fixFor(c, code ?? "", uid) };
+  }
+  // it answers: it is the engine. /version and /info can take seconds on a loaded podman (measured: 8-12 s), so
+  // they get more patience, and an engine that is slow to describe itself is still used
+  const patient = new Docker({ ...parseDockerHost(c.host), timeout: o.detailTimeoutMs ?? 30_000 });
+  try {
+    const version = await patient.version();
     const components = (version.Components ?? []) as { Name?: string; Version?: string }[];
     const podman = components.find((x) => /podman/i.test(x.Name ?? ""));
     const kind: EngineKind = podman ? "podman" : "docker";
-    const rootless = await isRootless(docker, kind);
+    const rootless = await isRootless(patient, kind);
     return {
       ...base,
       ok: true,
@@ -73,9 +84,7 @@ export async function probeEngine(c: EngineCandidate, o: DiscoverOptions = {}): 
       apiVersion: version.ApiVersion,
     };
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    const error = code && (err as { statusCode?: number }).statusCode === undefined ? code : engineMessage(err);
-    return { ...base, ok: false, error, fix: fixFor(c, code ?? "", uid) };
+    return { ...base, ok: true, error: `answers /_ping, but /version failed: ${engineMessage(err)}` };
   }
 }
 

@@ -10,7 +10,7 @@ import path from "node:path";
 import { dockerContext, defaultEngineHost, engineCandidates, useEngineHost } from "../../../../src/sandbox/docker/engine.js";
 import { discoverEngine, engineLine, fixFor, noEngineFix, probeEngine } from "../../../../src/sandbox/docker/discover.js";
 
-type Flavour = { kind: "docker" | "podman"; rootless: boolean; hits?: string[] };
+type Flavour = { kind: "docker" | "podman"; rootless: boolean; hits?: string[]; slowVersionMs?: number };
 
 function answer(f: Flavour, url: string): unknown {
   const p = url.replace(/^\/v[0-9.]+/, "");
@@ -31,6 +31,7 @@ async function fakeEngine(socket: string, f: Flavour): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     f.hits?.push(req.url ?? "");
     if (req.url === "/_ping") return void res.end("OK");
+    if (f.slowVersionMs && /\/version$/.test(req.url ?? "")) return void setTimeout(() => res.end("{}"), f.slowVersionMs);
     const body = answer(f, req.url ?? "");
     if (body === undefined) {
       res.writeHead(404, { "content-type": "application/json" });
@@ -142,6 +143,15 @@ describe("engine discovery", () => {
     assert.equal(found.engine?.rootless, false);
     assert.equal(found.tried[0]!.error, "ECONNREFUSED");
     assert.match(found.tried[0]!.fix!, /systemctl enable --now docker/);
+  });
+
+  it("an engine that answers /_ping but is slow to describe itself is still the engine", async () => {
+    const slow = await start("slow.sock", { kind: "podman", rootless: false, slowVersionMs: 1500 });
+    const p = await probeEngine({ host: slow, source: "DOCKER_HOST" }, { detailTimeoutMs: 300 });
+    assert.equal(p.ok, true);
+    assert.equal(p.kind, undefined);
+    assert.match(p.error!, /answers \/_ping, but \/version failed/);
+    assert.match(engineLine(p), /^an engine at unix:.*slow\.sock \(DOCKER_HOST\)$/);
   });
 
   it("the current docker context of DOCKER_CONFIG comes first; DOCKER_CONTEXT overrides it", async () => {
