@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type Docker from "dockerode";
-import { buildImage } from "./build.js";
-import { engineMessage, oneLine, statusCode } from "./engine.js";
+import { buildImage, imageExists } from "./build.js";
+import { engineMessage, oneLine } from "./engine.js";
 import { pullImage } from "./pull.js";
 import { SandboxError } from "../types.js";
 
@@ -46,16 +46,6 @@ export interface BaseImageOptions {
   onOutput?: (line: string) => void;
   uid?: number;
   signal?: AbortSignal;
-}
-
-async function exists(docker: Docker, image: string): Promise<boolean> {
-  try {
-    await docker.getImage(image).inspect();
-    return true;
-  } catch (err) {
-    if (statusCode(err) === 404) return false;
-    throw new SandboxError(`cannot inspect ${image}: ${engineMessage(err)}`, "engine_unreachable");
-  }
 }
 
 function split(ref: string): { repo: string; tag: string } {
@@ -100,7 +90,7 @@ export async function ensureBaseImages(docker: Docker, o: BaseImageOptions = {})
   const uid = o.uid ?? (typeof process.getuid === "function" ? process.getuid() : 0);
   const steps: BaseImageStep[] = [];
 
-  if (await exists(docker, names.base)) steps.push({ image: names.base, how: "present", detail: "already there" });
+  if (await imageExists(docker, names.base)) steps.push({ image: names.base, how: "present", detail: "already there" });
   else {
     const debian = o.debianImage ?? (process.env.TMAX_SETUP_DEBIAN_IMAGE?.trim() || DEBIAN_IMAGE);
     const why: string[] = [];
@@ -137,7 +127,7 @@ export async function ensureBaseImages(docker: Docker, o: BaseImageOptions = {})
     if (!steps.length) throw new SandboxError(`cannot make ${names.base}: ${why.join("; ")}`, "create_failed");
   }
 
-  if (await exists(docker, names.tb)) steps.push({ image: names.tb, how: "present", detail: "already there" });
+  if (await imageExists(docker, names.tb)) steps.push({ image: names.tb, how: "present", detail: "already there" });
   else {
     const ctx = mkdtempSync(path.join(os.tmpdir(), "tmax-tb-base-"));
     try {

@@ -417,7 +417,7 @@ async function entryDigest(entry: LocalEntry): Promise<string> {
   return `F\0${entry.rel}\0${mode}\0${content.digest("hex")}\n`;
 }
 
-async function imageExists(docker: Docker, tag: string): Promise<boolean> {
+export async function imageExists(docker: Docker, tag: string): Promise<boolean> {
   try {
     await docker.getImage(tag).inspect();
     return true;
