@@ -21,6 +21,7 @@
 // patterns (default `podman+`, and Docker Engine's `docker0 br-+` when it runs here: see hostInterfaces).
 import { spawn } from "node:child_process";
 import type Docker from "dockerode";
+import { probeEngine } from "./discover.js";
 import { engineAddress } from "./engine.js";
 
 export const GUARD_CHAIN = "TMAX_HOST_GUARD";
@@ -262,9 +263,10 @@ export function ensureHostGuard(docker: Docker): Promise<string | undefined> {
   if (!check) {
     check = (async () => {
       if (!engineAddress(docker).startsWith("unix://")) return undefined;
-      const version = await docker.version().catch(() => null);
-      const engine = version?.Components?.some((c) => /podman/i.test(c.Name)) ? "podman" : "docker";
-      const ifaces = await hostInterfaces(process.env, engine);
+      const probe = await probeEngine({ host: engineAddress(docker), source: "DOCKER_HOST" });
+      // a rootless engine's containers reach the host through slirp4netns/pasta or RootlessKit, not a host bridge
+      if (probe.rootless) return "the engine is rootless: its containers reach this host through its user-mode network, which the guard cannot filter (bind host services to 127.0.0.1)";
+      const ifaces = await hostInterfaces(process.env, probe.kind === "podman" ? "podman" : "docker");
       if (typeof process.getuid === "function" && process.getuid() !== 0) {
         const status = await hostGuardStatus(ifaces).catch(() => ({ installed: false, detail: "status unknown" }));
         return status.installed ? undefined : "not root, and the guard is not installed (run `sudo tmax sandbox guard`)";
