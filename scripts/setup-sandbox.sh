@@ -58,6 +58,9 @@ insecure = true
 [[registry]]
 location = "localhost:5055"
 insecure = true
+[[registry]]
+location = "127.0.0.1:5056"
+insecure = true
 CONF
 
 if ! podman image exists localhost/tmax-base:bookworm; then

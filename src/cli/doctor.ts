@@ -7,6 +7,7 @@ import { probeGenerationDefaults } from "../model/samplingProbe.js";
 import { createTokenClient } from "../model/tokens.js";
 import { ModelError } from "../model/types.js";
 import { createBackend } from "../sandbox/index.js";
+import { discoverEngine, engineLine, type Discovery } from "../sandbox/docker/discover.js";
 import { diagnoseDaytona, type DaytonaDoctorOptions } from "../sandbox/daytona/doctor.js";
 import { loadTask } from "../tasks/load.js";
 import { describeNodeRuntime, nodeRuntimeStatus } from "../util/nodeRuntime.js";
@@ -36,15 +37,27 @@ export interface DoctorSandboxOptions {
 /** What tests replace: how the Daytona SDK is loaded, the registry client, the environment. */
 export type DoctorDeps = Pick<DaytonaDoctorOptions, "loadSdk" | "fetch" | "env">;
 
-export async function doctorCommand(o: ModelCliOptions & DoctorSandboxOptions & { skipModel?: boolean; skipSandbox?: boolean }, deps: DoctorDeps = {}): Promise<number> {
+export async function doctorCommand(o: ModelCliOptions & DoctorSandboxOptions & { skipModel?: boolean; skipSandbox?: boolean; json?: boolean }, deps: DoctorDeps = {}): Promise<number> {
   const findings: Finding[] = [describeNodeRuntime(nodeRuntimeStatus())];
   if (!o.skipModel) findings.push(...(await checkModel(o)));
-  if (!o.skipSandbox) findings.push(...(o.backend === "daytona" ? await checkDaytona(o, deps) : await checkSandbox()));
+  const engine: { discovery?: Discovery } = {};
+  if (!o.skipSandbox) findings.push(...(o.backend === "daytona" ? await checkDaytona(o, deps) : await checkSandbox(engine)));
+  const failed = findings.some((f) => f.ok === false);
+  if (o.json) {
+    const status = (f: Finding) => (f.ok === true ? "ok" : f.ok === "warn" ? "warn" : "fail");
+    const out = {
+      ok: !failed,
+      findings: findings.map((f) => ({ status: status(f), what: f.what, ...(f.fix ? { fix: f.fix } : {}) })),
+      ...(engine.discovery ? { engine: engine.discovery.engine ?? null, tried: engine.discovery.tried, ...(engine.discovery.fix ? { fix: engine.discovery.fix } : {}) } : {}),
+    };
+    console.log(JSON.stringify(out, null, 2));
+    return failed ? 1 : 0;
+  }
   for (const f of findings) {
     const mark = f.ok === true ? green("ok  ") : f.ok === "warn" ? yellow("warn") : red("FAIL");
     console.log(`${mark} ${f.what}${f.fix ? dim(` — fix: ${f.fix}`) : ""}`);
   }
-  return findings.some((f) => f.ok === false) ? 1 : 0;
+  return failed ? 1 : 0;
 }
 
 async function checkModel(o: ModelCliOptions): Promise<Finding[]> {
@@ -100,29 +113,36 @@ async function checkModel(o: ModelCliOptions): Promise<Finding[]> {
   return out;
 }
 
-async function checkSandbox(): Promise<Finding[]> {
-  const backend = createBackend("docker", {});
-  const check = await backend.check();
-  const out: Finding[] = [{ ok: check.ok, what: `container engine: ${check.detail}`, fix: check.ok ? undefined : check.fix }];
-  if (!check.ok) return out;
+/** The engine discovery finds (DOCKER_HOST, docker context, Docker's and podman's sockets), its base images, the host guard. */
+async function checkSandbox(into: { discovery?: Discovery }): Promise<Finding[]> {
+  const discovery = (into.discovery = await discoverEngine());
+  const found = discovery.engine;
+  if (!found) {
+    const tried = discovery.tried.map((t) => `${t.source} ${t.host.replace(/^unix:\/\//, "")}: ${t.error}`).join("; ");
+    return [{ ok: false, what: `no container engine answers (tried ${tried})`, fix: discovery.fix }];
+  }
+  const out: Finding[] = [{ ok: true, what: `container engine: ${engineLine(found)}` }];
+  const backend = createBackend("docker", { host: found.host });
   for (const image of ["localhost/tmax-base:bookworm", "localhost/tb-base:bookworm"]) {
     try {
       const sb = await backend.create({ image, network: "none", name: "doctor" });
       await sb.remove();
       out.push({ ok: true, what: `base image ${image} runs` });
     } catch (e) {
-      out.push({ ok: false, what: `base image ${image}: ${(e as Error).message}`, fix: "npm run setup (or tmax setup)" });
+      out.push({ ok: false, what: `base image ${image}: ${(e as Error).message}`, fix: "tmax setup (builds the base images through this engine)" });
     }
   }
-  out.push(await checkHostGuard());
+  out.push(await checkHostGuard(found.kind ?? "docker", found.rootless === true));
   return out;
 }
 
 /** Can a bridge container open connections to this host (a model server on 0.0.0.0, say)? */
-async function checkHostGuard(): Promise<Finding> {
-  const { guardMode, hostGuardStatus } = await import("../sandbox/docker/hostGuard.js");
+async function checkHostGuard(kind: "docker" | "podman", rootless: boolean): Promise<Finding> {
+  const { hostInterfaces, guardMode, hostGuardStatus } = await import("../sandbox/docker/hostGuard.js");
   if (guardMode() === "off") return { ok: "warn", what: "host guard switched off (TMAX_HOST_GUARD=0): tasks with internet can reach services on this host" };
-  const status = await hostGuardStatus().catch((e: Error) => ({ installed: false, detail: e.message }));
+  // rootless engines put their containers behind slirp4netns/pasta, not on a host bridge: there is no bridge to guard
+  if (rootless) return { ok: "warn", what: `host guard: not applicable to rootless ${kind} (its containers reach this host through ${kind === "podman" ? "slirp4netns/pasta" : "RootlessKit"}, which the guard's bridge rules do not see); tasks with internet can reach services bound to 0.0.0.0 here`, fix: "bind model servers to 127.0.0.1, or use a rootful engine with `sudo tmax sandbox guard`" };
+  const status = await hostInterfaces(process.env, kind).then((ifaces) => hostGuardStatus(ifaces)).catch((e: Error) => ({ installed: false, detail: e.message }));
   if (status.installed) return { ok: true, what: `host guard: ${status.detail}` };
   return { ok: "warn", what: `host guard not installed (${status.detail}): tasks with internet can reach services on this host; tmax installs it before the first bridge sandbox when it runs as root`, fix: "tmax sandbox guard (as root)" };
 }

@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 // tmax: run, evaluate and collect RL data for Tmax terminal agents in real sandboxes.
 import { stripControl } from "../util/terminal.js";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { cleanupInstalled, FAULT_EXIT_CODES, installSignalCleanup, pruneLeftovers, stopSignal, whileRunning, type Fault } from "../sandbox/cleanup.js";
@@ -16,6 +14,16 @@ const program = new Command("tmax")
   .description("Run, evaluate and collect RL data for Tmax terminal agents (or any OpenAI-compatible model) in real sandboxes")
   .version(TMAX_VERSION)
   .showHelpAfterError("(run with --help for usage)");
+
+// Commands that talk to the container engine find it first (DOCKER_HOST, docker context, Docker's and podman's
+// sockets: src/sandbox/docker/discover.ts); DOCKER_HOST set is used as it is, unasked.
+const ENGINE_COMMANDS = new Set(["run", "eval", "rollout", "serve", "prune", "setup"]);
+program.hook("preAction", async (_program, action) => {
+  if (!ENGINE_COMMANDS.has(action.name()) || process.env.DOCKER_HOST?.trim()) return;
+  const { discoverEngine } = await import("../sandbox/docker/discover.js");
+  const { useEngineHost } = await import("../sandbox/docker/engine.js");
+  useEngineHost((await discoverEngine()).engine?.host);
+});
 
 
 /**
@@ -40,16 +48,18 @@ for (const stream of [process.stdout, process.stderr]) {
 
 program
   .command("setup")
-  .description("install podman, start its Docker-compatible API socket and build the local base images (Debian 12, root)")
-  .action(() => {
-    const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../scripts/setup-sandbox.sh");
-    const r = spawnSync("bash", [script], { stdio: "inherit" });
-    process.exitCode = r.status ?? 1;
+  .description("build the base images through the engine tmax finds (pull debian:bookworm-slim, else mmdebstrap as root); with no engine, as root on Debian: install podman")
+  .option("--debian-image <ref>", "the Debian image to pull for tmax-base (default $TMAX_SETUP_DEBIAN_IMAGE, else debian:bookworm-slim)")
+  .option("--verbose", "show the output of the image builds")
+  .action(async (o) => {
+    const { setupCommand } = await import("./setup.js");
+    process.exitCode = await setupCommand(o);
   });
 
 addModelOptions(program.command("doctor").description("check the model endpoint and the sandbox engine; one line per finding, with the fix"))
   .option("--skip-model", "only check the sandbox engine")
   .option("--skip-sandbox", "only check the model endpoint")
+  .option("--json", "print the findings (and the engine found, every candidate tried) as JSON")
   .addOption(new Option("--backend <name>", "sandbox backend to check").choices(["docker", "daytona"]).default("docker"))
   .option("--image <ref>", "daytona: check that this snapshot is active or this image can be pulled")
   .option("--task <dir>", "daytona: check the snapshot or image this task's sandboxes would use")
@@ -270,11 +280,14 @@ sandboxCmd
   .option("--check", "only report whether the guard is in place (exit 1 when not)")
   .option("--remove", "remove the guard")
   .action(async (o: { check?: boolean; remove?: boolean }) => {
-    const { hostGuardStatus, installHostGuard, removeHostGuard } = await import("../sandbox/docker/hostGuard.js");
+    const { hostGuardStatus, hostInterfaces, installHostGuard, removeHostGuard } = await import("../sandbox/docker/hostGuard.js");
+    const { discoverEngine } = await import("../sandbox/docker/discover.js");
     if (o.check && o.remove) throw new Error("--check and --remove exclude each other");
+    // podman's bridges, and Docker Engine's when it is the engine found or runs on this host
+    const ifaces = await hostInterfaces(process.env, (await discoverEngine()).engine?.kind);
     if (o.remove) await removeHostGuard();
-    else if (!o.check) await installHostGuard();
-    const status = await hostGuardStatus();
+    else if (!o.check) await installHostGuard(ifaces);
+    const status = await hostGuardStatus(ifaces);
     console.log(`host guard: ${status.installed ? "installed" : "not installed"} (${status.detail})`);
     if (!o.remove && !status.installed) process.exitCode = 1;
   });

@@ -383,7 +383,7 @@ async function entryDigest(entry: LocalEntry): Promise<string> {
   return `F\0${entry.rel}\0${mode}\0${content.digest("hex")}\n`;
 }
 
-async function imageExists(docker: Docker, tag: string): Promise<boolean> {
+export async function imageExists(docker: Docker, tag: string): Promise<boolean> {
   try {
     await docker.getImage(tag).inspect();
     return true;
@@ -452,7 +452,9 @@ async function runBuild(plan: BuildPlan, docker: Docker, timeoutSec: number, opt
     opts.signal?.removeEventListener("abort", onAbort);
   }
   if (errorText !== undefined) {
-    const lastOutput = [...log].reverse().find((l) => l.trim() && !errorText!.includes(l.trim()));
+    // the step's own output, not Docker's builder chatter around it ("Removing intermediate container …", " ---> id")
+    const chatter = /^\s*(Removing intermediate container|--->|Step \d+\/\d+ :|Successfully )/;
+    const lastOutput = [...log].reverse().find((l) => l.trim() && !chatter.test(l) && !errorText!.includes(l.trim()));
     const detail = lastOutput ? `; last output: ${oneLine(lastOutput).slice(0, 300)}` : "";
     throw new SandboxError(`image build failed (context ${plan.contextDir}): ${lastLine(errorText)}${detail}`, "build_failed", log.join("\n"));
   }

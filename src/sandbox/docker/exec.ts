@@ -123,6 +123,10 @@ export async function execInContainer(
     const left = Math.max(1, limitSec! - Math.floor((performance.now() - started) / 1000));
     return execInContainer(docker, container, info, state, argv, { ...opts, timeoutSec: left });
   }
+  // Docker Engine reports a program that cannot start as 126 with its runtime's message on stdout; podman (and a
+  // shell) say 127 on stderr: the program never ran, so its output is that one message, moved to stderr
+  const notStarted = exitCode === 126 && stderr.text() === "" && /^OCI runtime exec failed: .*(executable file not found|no such file or directory)/i.test(stdout.text());
+  if (notStarted) return { ...result(127, false), stdout: "", stderr: stdout.text().replace(/\r\n/g, "\n") };
   // timeout(1) exits 124 after TERM, or 128+9 when it had to KILL.
   const elapsedMs = performance.now() - started;
   const timedOut = wrapped && (exitCode === 124 || (exitCode === 137 && elapsedMs >= limitSec! * 1000));

@@ -14,13 +14,14 @@
 // mangle PREROUTING what the bridges send to a local address and rejects it on FORWARD (Docker Engine:
 // DOCKER-USER) once it was DNAT'd; see guardPlan.
 //
-// It is installed by `npm run setup` and, on a local rootful podman engine, again before the first bridge
+// It is installed by `tmax setup` (as root) and, on a local rootful podman engine, again before the first bridge
 // sandbox of a process (idempotent; the chain is rewritten atomically with `iptables-restore --noflush`).
 // TMAX_HOST_GUARD: `auto` (default: install when possible, else warn once), `require` (refuse a bridge sandbox
 // when the guard cannot be installed), `0` (leave the firewall alone). TMAX_HOST_GUARD_IFACES: the interface
-// patterns (default `podman+`; a Docker engine's bridges are `docker0 br-+`).
+// patterns (default `podman+`, and Docker Engine's `docker0 br-+` when it runs here: see hostInterfaces).
 import { spawn } from "node:child_process";
 import type Docker from "dockerode";
+import { probeEngine } from "./discover.js";
 import { engineAddress } from "./engine.js";
 
 export const GUARD_CHAIN = "TMAX_HOST_GUARD";
@@ -39,6 +40,16 @@ export function guardInterfaces(env: NodeJS.ProcessEnv = process.env, engine: "p
   const list = (env.TMAX_HOST_GUARD_IFACES ?? (engine === "docker" ? "docker0 br-+" : "podman+")).split(/[\s,]+/).filter(Boolean);
   for (const i of list) if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\+?$/.test(i)) throw new Error(`bad TMAX_HOST_GUARD_IFACES entry '${i}': expected an interface name or prefix ending in '+'`);
   return list;
+}
+
+/**
+ * The bridges this host has to guard: TMAX_HOST_GUARD_IFACES, else podman's, and Docker Engine's as well when
+ * Docker is the engine or its DOCKER-USER chain shows it runs here (both engines on one host: both guarded).
+ */
+export async function hostInterfaces(env: NodeJS.ProcessEnv = process.env, engine?: "podman" | "docker"): Promise<string[]> {
+  if (env.TMAX_HOST_GUARD_IFACES !== undefined) return guardInterfaces(env);
+  const docker = engine === "docker" || (await run("iptables", ["-w", "-t", "filter", "-S", "DOCKER-USER"])).code === 0;
+  return docker ? [...guardInterfaces(env, "podman"), ...guardInterfaces(env, "docker")] : guardInterfaces(env, "podman");
 }
 
 /** The packet mark bit the guard sets (mangle, before any DNAT) on what the bridges send to an address of this host. */
@@ -171,7 +182,8 @@ export interface GuardStatus {
 }
 
 /** Reads the firewall (needs root): is the guard in place for IPv4 (and IPv6 when ip6tables exists)? */
-export async function hostGuardStatus(ifaces = guardInterfaces()): Promise<GuardStatus> {
+export async function hostGuardStatus(given?: string[]): Promise<GuardStatus> {
+  const ifaces = given ?? (await hostInterfaces());
   if (!(await available("iptables"))) return { installed: false, detail: "iptables is not installed" };
   const missing: string[] = [];
   for (const plan of await hostPlans()) {
@@ -190,12 +202,13 @@ export async function hostGuardStatus(ifaces = guardInterfaces()): Promise<Guard
     }
   }
   return missing.length
-    ? { installed: false, detail: `missing: ${missing.join(", ")}` }
+    ? { installed: false, detail: `missing: ${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ` and ${missing.length - 3} more` : ""}` }
     : { installed: true, detail: `${GUARD_CHAIN} on ${ifaces.join(" ")}: bridge containers cannot open connections to the host, its published ports or the cloud metadata address` };
 }
 
 /** Installs (or repairs) the guard. Throws with one line when the firewall cannot be changed. */
-export async function installHostGuard(ifaces = guardInterfaces()): Promise<void> {
+export async function installHostGuard(given?: string[]): Promise<void> {
+  const ifaces = given ?? (await hostInterfaces());
   if (!(await available("iptables"))) throw new Error("iptables is not installed (apt-get install iptables)");
   for (const plan of await hostPlans()) {
     // --noflush keeps every other rule; each chain is rewritten in one transaction per family
@@ -250,9 +263,10 @@ export function ensureHostGuard(docker: Docker): Promise<string | undefined> {
   if (!check) {
     check = (async () => {
       if (!engineAddress(docker).startsWith("unix://")) return undefined;
-      const version = await docker.version().catch(() => null);
-      const engine = version?.Components?.some((c) => /podman/i.test(c.Name)) ? "podman" : "docker";
-      const ifaces = guardInterfaces(process.env, engine);
+      const probe = await probeEngine({ host: engineAddress(docker), source: "DOCKER_HOST" });
+      // a rootless engine's containers reach the host through slirp4netns/pasta or RootlessKit, not a host bridge
+      if (probe.rootless) return "the engine is rootless: its containers reach this host through its user-mode network, which the guard cannot filter (bind host services to 127.0.0.1)";
+      const ifaces = await hostInterfaces(process.env, probe.kind === "podman" ? "podman" : "docker");
       if (typeof process.getuid === "function" && process.getuid() !== 0) {
         const status = await hostGuardStatus(ifaces).catch(() => ({ installed: false, detail: "status unknown" }));
         return status.installed ? undefined : "not root, and the guard is not installed (run `sudo tmax sandbox guard`)";

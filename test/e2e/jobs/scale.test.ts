@@ -121,7 +121,7 @@ describe("circuit breaker", { skip: ENGINE_SKIP }, () => {
     const r = await tmax(["eval", "--dataset", path.join(EXAMPLES, "hello-file"), "--agent", "oracle", "--job-dir", jobDir], { DOCKER_HOST: "unix:///nonexistent/podman.sock" });
     assert.notEqual(r.code, 0);
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
-    assert.match(r.stderr, /cannot reach the container engine at unix:\/\/\/nonexistent\/podman\.sock.*npm run setup/);
+    assert.match(r.stderr, /cannot reach the container engine at unix:\/\/\/nonexistent\/podman\.sock.*tmax doctor/);
     assert.equal(existsSync(jobDir), false);
   });
 

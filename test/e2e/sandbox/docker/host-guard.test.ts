@@ -4,7 +4,6 @@
 // metadata address is dropped too, and so is a port another container publishes on the host (`-p`), which the
 // engine's DNAT forwards before INPUT sees it.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -25,6 +24,12 @@ function hostAddresses(): string[] {
     .flat()
     .filter((a): a is os.NetworkInterfaceInfo => Boolean(a) && a!.family === "IPv4" && !a!.internal)
     .map((a) => a.address);
+}
+
+/** The gateways of a sandbox's networks (podman: 10.88.0.1, 10.89.x.1; Docker Engine: 172.17.0.1 on docker0, br-* above). */
+async function gateways(docker: ReturnType<typeof connectEngine>, sb: Sandbox): Promise<string[]> {
+  const info = await docker.getContainer((sb as unknown as { name: string }).name).inspect();
+  return Object.values(info.NetworkSettings.Networks ?? {}).map((n) => n.Gateway).filter(Boolean);
 }
 
 /** One line per address: `open A` or `closed A` (a connect that neither succeeds nor fails in 5 s counts as closed). */
@@ -71,7 +76,8 @@ describe("host guard: bridge containers cannot reach the host", { skip: SKIP }, 
     assert.equal(status.installed, true, `the guard is installed before the first bridge sandbox: ${status.detail}`);
 
     const addresses = hostAddresses();
-    assert.ok(addresses.some((a) => a.startsWith("10.88.")), `the default bridge's gateway is a host address: ${addresses.join(" ")}`);
+    const gw = await gateways(docker, sb);
+    assert.ok(gw.length && gw.every((g) => addresses.includes(g)), `the bridge's gateway (${gw.join(" ")}) is a host address: ${addresses.join(" ")}`);
     const t0 = Date.now();
     const seen = await probe(sb, addresses, port);
     for (const a of addresses) assert.equal(seen.get(a), "closed", `host address ${a}:${port} must not be reachable`);
@@ -117,7 +123,8 @@ describe("host guard: bridge containers cannot reach the host", { skip: SKIP }, 
     assert.equal(web, "open", "the sidecar answers by its service name");
 
     const addresses = hostAddresses();
-    assert.ok(addresses.some((a) => a.startsWith("10.89.")), `the compose network's gateway is a host address: ${addresses.join(" ")}`);
+    const gw = await gateways(docker, sb);
+    assert.ok(gw.length && gw.every((g) => addresses.includes(g)), `the compose network's gateway (${gw.join(" ")}) is a host address: ${addresses.join(" ")}`);
     const seen = await probe(sb, addresses, port);
     for (const a of addresses) assert.equal(seen.get(a), "closed", `host address ${a}:${port} must not be reachable from a compose network`);
     assert.deepEqual(remotes.filter((r) => !/127\.0\.0\.1|::1$/.test(r)), [], "the host server saw no connection from a container");
@@ -129,11 +136,14 @@ describe("host guard: bridge containers cannot reach the host", { skip: SKIP }, 
     const published = (probeServer.address() as AddressInfo).port;
     await new Promise((resolve) => probeServer.close(resolve));
     const name = `guard-published-${randomBytes(3).toString("hex")}`;
-    const run = spawnSync("podman", [
-      "run", "-d", "--rm", "--name", name, "--label", "io.tmax.managed=1", "--label", `io.tmax.test-run=${TEST_RUN}`, "--label", `${TMAX_JOB_LABEL}=${JOB}`,
-      "-p", `${published}:8000`, TB_BASE, "python3", "-m", "http.server", "8000",
-    ], { encoding: "utf8" });
-    assert.equal(run.status, 0, run.stderr);
+    // through the engine's API, so that the same test runs on podman and on Docker Engine
+    const publisher = await docker.createContainer({
+      name, Image: TB_BASE, Cmd: ["python3", "-m", "http.server", "8000"],
+      Labels: { "io.tmax.managed": "1", "io.tmax.test-run": TEST_RUN!, [TMAX_JOB_LABEL]: JOB },
+      ExposedPorts: { "8000/tcp": {} },
+      HostConfig: { PortBindings: { "8000/tcp": [{ HostPort: String(published) }] }, NetworkMode: "bridge" },
+    });
+    await publisher.start();
     try {
       const sb = await create({ network: "bridge", name: "guard-published-agent" });
       assert.equal((await hostGuardStatus()).installed, true);
@@ -146,17 +156,19 @@ describe("host guard: bridge containers cannot reach the host", { skip: SKIP }, 
       }
       assert.equal(served, 200, "the published port answers on the host");
       const addresses = hostAddresses();
-      assert.ok(addresses.some((a) => a.startsWith("10.88.")), `the gateway is among the host's addresses: ${addresses.join(" ")}`);
+      const gw = await gateways(docker, sb);
+      assert.ok(gw.length && gw.every((g) => addresses.includes(g)), `the gateway (${gw.join(" ")}) is among the host's addresses: ${addresses.join(" ")}`);
       const t0 = Date.now();
       const seen = await probe(sb, addresses, published);
       for (const a of addresses) assert.equal(seen.get(a), "closed", `published port ${a}:${published} must not be reachable from a trial`);
       assert.ok(Date.now() - t0 < 3_000 * addresses.length, "refused at once, not left to time out");
       // the neighbour: the publishing container itself, by its address on the shared bridge
-      const ip = spawnSync("podman", ["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name], { encoding: "utf8" }).stdout.trim();
-      assert.match(ip, /^10\.88\./);
+      const nets = (await publisher.inspect()).NetworkSettings.Networks ?? {};
+      const ip = Object.values(nets).map((n) => n.IPAddress).find(Boolean) ?? "";
+      assert.ok(ip && (await gateways(docker, sb)).some((g) => g.split(".").slice(0, 2).join(".") === ip.split(".").slice(0, 2).join(".")), `the publisher ${ip} is on the agent's bridge`);
       assert.equal((await probe(sb, [ip], 8000)).get(ip), "open", "a container on the same bridge is reachable");
     } finally {
-      spawnSync("podman", ["rm", "-f", "-t", "0", name], { stdio: "ignore" });
+      await publisher.remove({ force: true }).catch(() => undefined);
     }
   });
 });
