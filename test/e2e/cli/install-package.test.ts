@@ -1,19 +1,21 @@
 // The package as installed by a user: `npm pack` of a clone (prepare compiles dist/), `npm install -g` of the
 // tarball into a temp prefix, then the installed `tmax` run from an unrelated directory: --version, --help, its
 // assets and examples found next to the installed package, and the Daytona SDK found when installed globally
-// beside it (the install hint's promise). No container engine: the README's main command is in test/e2e/cli.
+// beside it (the install hint's promise); and the README's main command (an oracle eval in real containers) by the
+// installed binary. One pack for all: the pack and install take most of the time.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ROOT } from "../../support/env.js";
+import { ENGINE_SKIP, ROOT, TEST_RUN } from "../../support/env.js";
 import { packAndInstall, type Installed } from "../../support/install.js";
 
 const npm = spawnSync("npm", ["--version"], { encoding: "utf8" });
 const SKIP = npm.status === 0 ? false : "skipped: npm not on PATH";
 const tmp = mkdtempSync(path.join(os.tmpdir(), "tmax-install-"));
+const containers = () => spawnSync("podman", ["ps", "-aq", "--filter", "label=io.tmax.managed", "--filter", `label=io.tmax.test-run=${TEST_RUN}`], { encoding: "utf8" }).stdout.trim();
 const version = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).version as string;
 
 describe("the installed package (npm pack → npm install -g --prefix)", { skip: SKIP }, () => {
@@ -65,5 +67,27 @@ describe("the installed package (npm pack → npm install -g --prefix)", { skip:
     writeFileSync(path.join(sdk, "index.js"), "exports.Daytona = class Daytona {};\nexports.Image = { fromDockerfile: (p) => ({ dockerfile: p }) };\n");
     const after = tmax(["doctor", "--skip-model", "--backend", "daytona"], env);
     assert.match(after.stdout + after.stderr, /Daytona SDK \(@daytonaio\/sdk\) loads/);
+  });
+
+  test("the README's main command by the installed binary: tmax eval --dataset <installed examples> --agent oracle, reward 1", { skip: ENGINE_SKIP }, async () => {
+    const cwd = elsewhere;
+    const jobDir = path.join(cwd, "jobs", "oracle");
+    const args = ["eval", "--dataset", path.join(pkg.pkgDir, "examples", "tasks"), "--agent", "oracle", "--include", "hello-file", "--job-dir", jobDir];
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(pkg.bin, args, { cwd, env: { ...process.env, NO_COLOR: "1" } });
+      let out = "";
+      child.stdout.on("data", (d) => (out += d));
+      child.stderr.on("data", (d) => (out += d));
+      child.on("exit", (code) => resolve({ code, out }));
+    });
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /1\.000/);
+    const job = JSON.parse(readFileSync(path.join(jobDir, "result.json"), "utf8"));
+    assert.equal(job.n_total_trials, 1);
+    assert.equal(job.stats.n_completed_trials, 1);
+    assert.equal(job.stats.n_errored_trials, 0);
+    const evals = Object.values(job.stats.evals) as { metrics: { mean: number }[] }[];
+    assert.deepEqual(evals.map((e) => e.metrics[0]!.mean), [1]);
+    assert.equal(containers(), "", "no container of this run is left");
   });
 });
