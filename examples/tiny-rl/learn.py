@@ -3,13 +3,14 @@
 
 The loss is examples/learner/dppo_step.py's (imported: dppo_terms, load_packs), i.e. docs/learner-handoff.md:
 r = exp(logpi - logmu), M = 0 where |pi - mu| > delta and the update would push further out, loss = sum(-A r M) / N
-over the step's N model tokens; grad-norm clip 1.0; AdamW with weight decay 0 and one optimizer step. The lr is
-the tiny model's (default 3e-3), not Tmax's 1e-6. Before the update it writes the learner's logprobs in
+over the step's N model tokens; grad-norm clip 1.0; AdamW with weight decay 0 and one optimizer step (Tmax's
+recipe; `--updates N` takes N steps on the batch, each against the sampler's mu, so the mask acts from the
+second). The lr is the tiny model's (default 1e-2), not Tmax's 1e-6. Before the update it writes the learner's logprobs in
 open-instruct's trainer-logprobs format (one line per micro-batch, arrays shifted by one) so `tmax rl analyze`
 and the explorer recompute the mask and the loss from them. Then it saves the weights with version + 1 and
 the optimizer state next to them (Adam's moments carry over from step to step, as in a real run).
 
-Usage: learn.py BATCH.jsonl --weights policy.pt --trainer-dir DIR [--run NAME] [--lr 3e-3] [--delta 0.1]
+Usage: learn.py BATCH.jsonl --weights policy.pt --trainer-dir DIR [--run NAME] [--lr 1e-2] [--updates 1] [--delta 0.1]
 The last line printed is a JSON summary.
 """
 import argparse
@@ -70,7 +71,7 @@ def main():
     ap.add_argument("--weights", required=True, help="the checkpoint that is updated in place (version + 1)")
     ap.add_argument("--trainer-dir", required=True)
     ap.add_argument("--run")
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--delta", type=float, default=0.1)
     ap.add_argument("--max-grad-norm", type=float, default=1.0)
     ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")

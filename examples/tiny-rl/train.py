@@ -120,7 +120,7 @@ def main():
     ap.add_argument("--eval-seed", type=int, default=7, help="evaluation uses vLLM seeds eval-seed .. eval-seed + eval-samples - 1")
     ap.add_argument("--train-seed", type=int, default=1000, help="step k samples with seeds train-seed*k + i")
     ap.add_argument("--sft-epochs", type=int, default=100)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     ap.add_argument("--updates", type=int, default=1, help="optimizer steps per rollout batch (learn.py --updates)")
     ap.add_argument("--max-staleness", type=int, default=0)
