@@ -91,20 +91,9 @@ class Policy:
     def sample(self, prompt, max_tokens, seed):
         gen = torch.Generator()
         gen.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
-        ids, out, logprobs = list(prompt), [], []
-        finish = "length"
         with self.lock:
             model, version = self.model, self.version
-        for _ in range(max_tokens):
-            logp = torch.log_softmax(model(ids, [len(prompt)], [len(ids)])[0], dim=-1)
-            k = int(torch.multinomial(logp.exp(), 1, generator=gen))
-            tok = model.out_ids[k]
-            ids.append(tok)
-            out.append(tok)
-            logprobs.append(float(logp[k]))
-            if tok == self.vocab["im_end"]:
-                finish = "stop"
-                break
+        out, logprobs, finish = tinylm.sample(model, prompt, max_tokens, gen, self.vocab["im_end"])
         return out, logprobs, finish, version
 
     def completed(self):

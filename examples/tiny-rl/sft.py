@@ -5,10 +5,12 @@ template's prompt (system + user + tools, via tokenizer.mjs) then, per assistant
 <|im_end|> (trained) and the observation wrapper after it (not trained). Cross-entropy on the trained ids,
 Adam, a fixed number of epochs; saved as policy version 0.
 
-The epochs are few on purpose: they teach the reply format and the candidate commands; which command fits
-which task is what the DPPO steps learn.
+By default the context rows (tinylm.TinyLM.ctx) stay frozen at zero: the warm start learns the reply format and
+the four candidate commands (each about as likely as the others, as in the data) but not which command fits
+which task, so its reward starts near 1/4 and the DPPO steps have that choice to learn. `--train-context`
+trains them too (the warm start then solves the tasks by itself).
 
-Usage: sft.py SFT.jsonl --out policy.pt [--epochs 30] [--lr 3e-3] [--seed 0]
+Usage: sft.py SFT.jsonl --out policy.pt [--epochs 100] [--lr 3e-3] [--seed 0] [--train-context]
 """
 import argparse
 import json
@@ -46,13 +48,37 @@ def stream_of(line, tok, vocab):
     return ids, trained
 
 
+def warm_start(model, data, epochs, lr, seed, train_context=False, log=None):
+    """Cross-entropy on [(ids, trained positions)], Adam, one line per update; the mean NLL of each epoch."""
+    frozen = set() if train_context else {id(q) for q in model.context_parameters()}
+    opt = torch.optim.Adam([q for q in model.parameters() if id(q) not in frozen], lr=lr)
+    order = random.Random(seed)
+    data = list(data)
+    history = []
+    for epoch in range(epochs):
+        order.shuffle(data)
+        total, count = 0.0, 0
+        for ids, pos in data:
+            opt.zero_grad(set_to_none=True)
+            loss = -model.logprobs_at(ids, pos).mean()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(pos)
+            count += len(pos)
+        history.append(total / count)
+        if log:
+            log(f"sft epoch {epoch + 1}: mean NLL per reply token {total / count:.4f}", flush=True)
+    return history
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sft")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-context", action="store_true", help="train the context rows too (default: frozen at zero)")
     args = ap.parse_args()
 
     tinylm.setup_torch()
@@ -67,23 +93,9 @@ def main():
     finally:
         tok.close()
     model = tinylm.new_model(vocab, args.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    order = random.Random(args.seed)
-    history = []
-    for epoch in range(args.epochs):
-        order.shuffle(data)
-        total, count = 0.0, 0
-        for ids, pos in data:
-            opt.zero_grad(set_to_none=True)
-            loss = -model.logprobs_at(ids, pos).mean()
-            loss.backward()
-            opt.step()
-            total += float(loss) * len(pos)
-            count += len(pos)
-        history.append(total / count)
-        print(f"sft epoch {epoch + 1}: mean NLL per reply token {total / count:.4f}", flush=True)
+    history = warm_start(model, data, args.epochs, args.lr, args.seed, args.train_context, log=print)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tinylm.save(model, args.out, 0, {"sft": {"file": os.path.abspath(args.sft), "lines": len(lines), "epochs": args.epochs, "nll": history}})
+    tinylm.save(model, args.out, 0, {"sft": {"file": os.path.abspath(args.sft), "lines": len(lines), "epochs": args.epochs, "nll": history, "train_context": args.train_context}})
     print(json.dumps({"out": args.out, "lines": len(lines), "epochs": args.epochs, "final_nll": history[-1]}))
 
 

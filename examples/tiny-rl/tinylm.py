@@ -13,7 +13,6 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUCKETS = 8191  # prime: input id -> id % BUCKETS
-CTX_FEATURES = 256
 
 
 def load_vocab(path=os.path.join(HERE, "vocab.json")):
@@ -22,42 +21,50 @@ def load_vocab(path=os.path.join(HERE, "vocab.json")):
 
 
 class TinyLM(nn.Module):
-    """A neural n-gram LM conditioned on its context (Bengio et al.'s MLP LM, plus a bag of the context; R is fixed):
+    """A neural n-gram LM conditioned on its context (Bengio et al.'s MLP LM, plus a bag of the context's ids):
 
-        h_t = tanh(W_ctx unit(sum(R[context ids])) + E_1[x_{t-1}] + E_2[x_{t-2}] + P[t - turn start])
-        logits_t = W_out h_t  over the output ids
+        h_t = tanh(E_1[x_{t-1}] + E_2[x_{t-2}] + P[t - turn start])
+        logits_t = W_out h_t + sum(C[context ids])  over the output ids
 
     The context is the last user turn before the current one (the task, or the latest observation), the turn is the
-    span of sampled ids the position belongs to. It is causal (token t sees only ids before it) and cheap:
-    one sampled token costs one small matrix product, whatever the context length.
+    span of sampled ids the position belongs to. C has one trainable row of output logits per (hashed) input id, zero
+    at the start: the words that tell the tasks apart ("opening", "final", "reverse", "Sort") each get their own
+    row, so a policy-gradient step on one task's episodes moves that task's choice of command directly (the rows of
+    the words all tasks share get opposite pushes that mostly cancel). The reply format lives in the n-gram part,
+    whose logits are far apart where the format is fixed, so the same bias hardly touches it. It is causal (token t sees only ids before it) and cheap: one sampled
+    token costs one small matrix product, whatever the context length.
     """
 
     def __init__(self, out_ids, dim=64, max_turn_positions=96):
         super().__init__()
         self.out_ids = list(out_ids)
         self.config = {"dim": dim, "max_turn_positions": max_turn_positions}
-        # the context as a fixed random feature of its bag of ids (the same at every call, never trained): the
-        # tasks' different words make different unit vectors, and W_ctx learns what they mean
-        gen = torch.Generator().manual_seed(20240601)
-        self.register_buffer("ctx_features", torch.randn(BUCKETS, CTX_FEATURES, generator=gen), persistent=False)
-        self.ctx_proj = nn.Linear(CTX_FEATURES, dim, bias=False)
+        self.ctx = nn.EmbeddingBag(BUCKETS, len(self.out_ids), mode="sum")
+        nn.init.zeros_(self.ctx.weight)  # context-blind until trained: the warm start can leave the choice to RL
         self.prev1 = nn.Embedding(BUCKETS, dim)
         self.prev2 = nn.Embedding(BUCKETS, dim)
         self.pos = nn.Embedding(max_turn_positions, dim)
         self.head = nn.Linear(dim, len(self.out_ids))
         self.index = {tok: i for i, tok in enumerate(self.out_ids)}
 
+    def context_parameters(self):
+        return [self.ctx.weight]
+
     def forward(self, ids, turn_start, positions):
         """Logits [len(positions), n_out] of the next id at each position p (predicting ids[p] from ids[:p]);
         turn_start[k] is where the sampled span containing positions[k] begins (its context is ids[:turn_start])."""
         raw = ids
         ids = torch.as_tensor(ids, dtype=torch.long) % BUCKETS
-        ctx_vec = {s: nn.functional.normalize(self.ctx_features[ids[last_user(raw, s):s]].sum(0), dim=0) for s in set(turn_start)}
-        ctx = torch.stack([ctx_vec[s] for s in turn_start])
+        starts = sorted(set(turn_start))
+        bags = [ids[last_user(raw, s):s] for s in starts]
+        offsets = torch.tensor([0] + [len(b) for b in bags[:-1]], dtype=torch.long).cumsum(0)
+        vec = self.ctx(torch.cat(bags), offsets)
+        row = {s: k for k, s in enumerate(starts)}
+        ctx = vec[torch.tensor([row[s] for s in turn_start], dtype=torch.long)]
         p = torch.as_tensor(positions, dtype=torch.long)
         st = torch.as_tensor(turn_start, dtype=torch.long)
-        h = torch.tanh(self.ctx_proj(ctx) + self.prev1(ids[p - 1]) + self.prev2(ids[p - 2]) + self.pos((p - st).clamp(max=self.pos.num_embeddings - 1)))
-        return self.head(h).float()
+        h = torch.tanh(self.prev1(ids[p - 1]) + self.prev2(ids[p - 2]) + self.pos((p - st).clamp(max=self.pos.num_embeddings - 1)))
+        return (self.head(h) + ctx).float()
 
     def logprobs_at(self, ids, positions, turn_start=None):
         """log pi of ids[p] given ids[:p] for each p in positions (output ids; float32, with gradient). The turn of p
@@ -88,6 +95,22 @@ def spans_of(positions):
             start = p
         out.append(start)
     return out
+
+
+@torch.no_grad()
+def sample(model, prompt, max_tokens, gen, stop_id):
+    """Sample a reply to `prompt` token by token at temperature 1 from `gen` (a torch.Generator); (ids, logprobs,
+    finish reason). The logprob of each id is the float32 log-softmax that learn.py recomputes for it."""
+    ids, out, logprobs = list(prompt), [], []
+    for _ in range(max_tokens):
+        logp = torch.log_softmax(model(ids, [len(prompt)], [len(ids)])[0], dim=-1)
+        k = int(torch.multinomial(logp.exp(), 1, generator=gen))
+        ids.append(model.out_ids[k])
+        out.append(model.out_ids[k])
+        logprobs.append(float(logp[k]))
+        if model.out_ids[k] == stop_id:
+            return out, logprobs, "stop"
+    return out, logprobs, "length"
 
 
 def new_model(vocab, seed=0):

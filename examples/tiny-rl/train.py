@@ -119,9 +119,10 @@ def main():
     ap.add_argument("--eval-samples", type=int, default=4, help="held-out seeds per task in each evaluation")
     ap.add_argument("--eval-seed", type=int, default=7, help="evaluation uses vLLM seeds eval-seed .. eval-seed + eval-samples - 1")
     ap.add_argument("--train-seed", type=int, default=1000, help="step k samples with seeds train-seed*k + i")
-    ap.add_argument("--sft-epochs", type=int, default=30)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--sft-epochs", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    ap.add_argument("--updates", type=int, default=1, help="optimizer steps per rollout batch (learn.py --updates)")
     ap.add_argument("--max-staleness", type=int, default=0)
     ap.add_argument("-n", "--concurrency", type=int, default=4)
     ap.add_argument("--tmax", default=default_tmax(), help="how to run tmax (default: dist/cli/main.js, else tsx)")
@@ -189,7 +190,7 @@ def main():
                 run(tmax + ["rl", "batch", rollout, "--step", str(step), "--run", "tiny"], log)
                 batch = os.path.join(rollout, "learner", f"tiny_learner_batch_step{step:06d}.jsonl")
                 r = run([PY, os.path.join(HERE, "learn.py"), batch, "--weights", weights, "--trainer-dir", os.path.join(rollout, "trainer"),
-                         "--run", "tiny", "--lr", str(args.lr), "--optimizer", args.optimizer], log)
+                         "--run", "tiny", "--lr", str(args.lr), "--optimizer", args.optimizer, "--updates", str(args.updates)], log)
                 learner = json.loads(r.stdout.strip().splitlines()[-1])
                 version = server.post("/reload", {"path": weights})["version"]
             line = {"step": step, "eval_policy_version": None if ev is None else version - (1 if learner else 0), "eval": ev,
