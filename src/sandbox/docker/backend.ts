@@ -13,7 +13,7 @@ import { gpuCheck } from "./gpus.js";
 import { ensureHostGuard } from "./hostGuard.js";
 import { resolveImage, type ImageUsed } from "./images.js";
 import { startExecutor, type Executor } from "./executor.js";
-import { ownerLabels, prunable, type PruneFilter } from "../owner.js";
+import { candidate, ownerLabels, prunable, type PruneFilter } from "../owner.js";
 import { newBudget, printableName, safeExtract } from "../bytes/safeExtract.js";
 import { DEFAULT_READ_MAX_BYTES, joinTarName, packItems, packLocalPath, readFirstMember } from "../bytes/tarball.js";
 import { withDeadline } from "../../util/deadline.js";
@@ -97,6 +97,10 @@ export function dockerBackend(opts: DockerBackendOptions = {}): SandboxBackend {
         : createSandbox(docker, spec, createOpts, opts.executor),
     prune: (filter) => pruneContainers(docker, filter),
     pruneSnapshots: (filter) => pruneSnapshotImages(docker, filter),
+    listPrunable: async (filter) => [
+      ...(await prunableContainers(docker, filter)).map((c) => candidate("container", c.Id, c.Names?.[0]?.replace(/^\//, "") ?? "", c.Labels)),
+      ...(await prunableImages(docker, filter ?? {}, false)).map((i) => candidate("snapshot-image", i.Id, i.RepoTags?.find((t) => t !== "<none>:<none>") ?? "", i.Labels)),
+    ],
     check: () => checkEngine(docker),
   };
 }
@@ -714,7 +718,8 @@ async function getArchive(docker: Docker, container: Docker.Container, remotePat
 // ---------------------------------------------------------------------------------------------------------
 // prune and check
 
-async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promise<number> {
+/** Containers with tmax's label selected by `filter`. */
+async function prunableContainers(docker: Docker, filter: PruneFilter = {}): Promise<Docker.ContainerInfo[]> {
   const label = [`${TMAX_LABEL}=1`, ...(filter.job ? [`${TMAX_JOB_LABEL}=${filter.job}`] : [])];
   let list: Docker.ContainerInfo[];
   try {
@@ -723,7 +728,11 @@ async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promis
     throw engineError(docker, err, "exec_failed", "cannot list containers");
   }
   // Re-check here, whatever the engine's filter did: only tmax's containers, and only those selected.
-  const chosen = list.filter((c) => c.Labels?.[TMAX_LABEL] === "1" && prunable(c.Labels, filter));
+  return list.filter((c) => c.Labels?.[TMAX_LABEL] === "1" && prunable(c.Labels, filter));
+}
+
+async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promise<number> {
+  const chosen = await prunableContainers(docker, filter);
   const removeAll = (cs: Docker.ContainerInfo[]) =>
     Promise.all(
       cs.map((c) =>
@@ -751,16 +760,7 @@ async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promis
  * died between the commit and the removal of its snapshot sandbox; chosen by the same rule as containers.
  */
 async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Promise<number> {
-  const list = async (all: boolean) => {
-    try {
-      // one label filter only: podman 4.3's images endpoint answers nothing for two (its CLI ORs them); the job
-      // and the owner are checked here
-      const images = await docker.listImages({ all, filters: { label: [`${TMAX_LABEL}.snapshot=1`] } });
-      return images.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
-    } catch (err) {
-      throw engineError(docker, err, "exec_failed", "cannot list images");
-    }
-  };
+  const list = (all: boolean) => prunableImages(docker, filter, all);
   const remove = (id: string) =>
     docker
       .getImage(id)
@@ -780,6 +780,18 @@ async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Pr
     if (n === 0) break;
   }
   return removed;
+}
+
+/** Verifier snapshot images selected by `filter` (`all`: intermediate layers too). */
+async function prunableImages(docker: Docker, filter: PruneFilter, all: boolean): Promise<Docker.ImageInfo[]> {
+  try {
+    // one label filter only: podman 4.3's images endpoint answers nothing for two (its CLI ORs them); the job
+    // and the owner are checked here
+    const images = await docker.listImages({ all, filters: { label: [`${TMAX_LABEL}.snapshot=1`] } });
+    return images.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
+  } catch (err) {
+    throw engineError(docker, err, "exec_failed", "cannot list images");
+  }
 }
 
 async function checkEngine(docker: Docker): Promise<{ ok: boolean; detail: string; fix?: string }> {
