@@ -31,9 +31,12 @@ const program = new Command("tmax")
 
 // Errors thrown before a command's action starts (an option value its parser refused) are usage errors too.
 let actionStarted = false;
-program.hook("preAction", () => {
+const applyGlobalOptions = () => {
   const g = program.opts<{ quiet?: boolean; color?: boolean }>();
   setOutputFlags({ quiet: g.quiet, noColor: g.color === false });
+};
+program.hook("preAction", () => {
+  applyGlobalOptions();
   actionStarted = true;
 });
 
@@ -160,6 +163,7 @@ for (const c of everyCommand(program)) c.exitOverride();
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
+  applyGlobalOptions(); // --no-color counts for an error found while parsing too
   process.exitCode = exitCodeFor(e, actionStarted);
 }
 
