@@ -36,7 +36,7 @@ describe("live view", { skip: ENGINE_SKIP }, () => {
     assert.match(screen, /hello-file #[012] · (build|agent|verify)/, "a phase is shown");
     for (const a of [0, 1, 2]) assert.match(screen, new RegExp(`✓ hello-file__${a} pass reward=1`));
     assert.ok(screen.includes("\x1b[J"), "the status block is redrawn in place");
-    assert.match(screen, /⏱ \d+s · 3\/3 trials · running 0 · mean 1\.000/);
+    assert.match(screen, /⏱ (\d+m)?\d+s · 3\/3 trials · running 0 · mean 1\.000/);
   });
 
   test("not on a TTY: one plain line per finished trial, no control sequences", async () => {
