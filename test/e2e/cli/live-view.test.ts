@@ -43,6 +43,6 @@ describe("live view", { skip: ENGINE_SKIP }, () => {
     const r = await run(process.execPath, evalArgs(path.join(tmp, "plain")));
     assert.equal(r.code, 0, r.stdout);
     assert.equal(r.stdout.includes("\x1b["), false);
-    for (const a of [0, 1, 2]) assert.match(r.stdout, new RegExp(`^\\[\\d/3\\] hello-file__${a} pass reward=1( · \\d+ steps)? · \\d+s · \\d+s$`, "m"));
+    for (const a of [0, 1, 2]) assert.match(r.stdout, new RegExp(`^\\[\\d/3\\] hello-file__${a} pass reward=1( · \\d+ steps)? · (\\d+m)?\\d+s · (\\d+m)?\\d+s$`, "m"));
   });
 });
