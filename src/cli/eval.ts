@@ -17,7 +17,7 @@ import { createLiveView, type LiveView } from "./liveView.js";
 import { harborJobName } from "./harborFlags.js";
 import { preflightEngine } from "./preflight.js";
 import { onStop, stopSignal } from "../sandbox/cleanup.js";
-import { bold, dim, red, stepPrinter, yellow } from "./render.js";
+import { bold, dim, isQuiet, red, stepPrinter, yellow } from "./render.js";
 import type { EnvironmentEvent } from "../trial/trial.js";
 
 export interface EvalOptions extends ModelCliOptions, AgentCliOptions, SandboxCliOptions {
@@ -260,15 +260,15 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   if (tokens) await requireTrainServer(tokens);
   await preflightEngine(o.backend, o.unsafe);
   const started = Date.now();
-  const view = o.quiet ? quietView() : createLiveView();
-  console.log(`${bold("tmax eval")} ${dim(`${dataset} · agent ${o.agent} · k=${o.k} · n=${o.n} · job ${jobDir}${resume ? " · resumed" : ""}`)}`);
+  const view = o.quiet || isQuiet() ? quietView() : createLiveView();
+  if (!o.quiet && !isQuiet()) console.log(`${bold("tmax eval")} ${dim(`${dataset} · agent ${o.agent} · k=${o.k} · n=${o.n} · job ${jobDir}${resume ? " · resumed" : ""}`)}`);
   // a fault (Ctrl-C, SIGTERM, a closed terminal, `| head`) stops the job: finished trials are kept, in-flight ones
   // dropped (resume runs them), containers removed; the process exits with the fault's code (docs/eval.md)
   const stop = stopSignal();
   const unsubscribe = onStop((fault) => {
     const hint = `\n${bold("interrupted")} (${fault}): finished trials are kept; continue with\n  ${resumeCommand(jobDir, o)}`;
     if (fault === "EPIPE") process.stderr.write(`${hint}\n`);
-    else view.log(hint);
+    else view.log(hint, true);
   });
   let results;
   try {

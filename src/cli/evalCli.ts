@@ -6,6 +6,7 @@ import { Command, type Option } from "commander";
 import { formatJobFile, readJobFile } from "../results/jobFile.js";
 import { registerSecret } from "../util/redact.js";
 import { jobFileOf, resolveEval } from "./evalSettings.js";
+import { UsageError } from "./exitCodes.js";
 import { addHarborOptions, addRefusedOptions, readDotenv, refusal, RESUME_REFUSED } from "./harborFlags.js";
 import { addAgentOptions, addEvalOptions, addModelOptions, addSandboxOptions, collect } from "./options.js";
 import { yellow } from "./render.js";
@@ -56,8 +57,11 @@ function loadEnvFile(file: string): void {
 /** What `tmax eval` does with its parsed options: -c and --env-file first, then the settings, then the job (or --print-config). */
 export async function evalAction(o: Record<string, unknown>, cmd: Command, run: Run): Promise<void> {
   if (typeof o.envFile === "string") loadEnvFile(o.envFile);
-  const file = typeof o.config === "string" ? readJobFile(o.config) : undefined;
-  const { options, given, notices } = resolveEval(o, (k) => cmd.getOptionValueSource(k), file);
+  // a -c file that cannot be read, a refused Harbor option, flags that disagree: the command line is wrong (exit 2)
+  const { options, given, notices } = asUsageError(() => {
+    const file = typeof o.config === "string" ? readJobFile(o.config) : undefined;
+    return resolveEval(o, (k) => cmd.getOptionValueSource(k), file);
+  });
   for (const line of notices) console.error(yellow(line));
   if (options.debug) process.env.TMAX_DEBUG = "1";
   if (o.printConfig) {
@@ -109,4 +113,12 @@ export function registerEval(program: Command, run: Run): void {
       const rel = path.relative(process.cwd(), out);
       console.log(`wrote ${out}: edit it, then  tmax eval -c ${rel.startsWith("..") ? out : rel}`);
     });
+}
+
+function asUsageError<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw e instanceof Error && !(e instanceof UsageError) ? Object.assign(new UsageError(e.message), { lines: (e as { lines?: unknown }).lines }) : e;
+  }
 }

@@ -4,7 +4,7 @@
 // worth keeping (finished trials, retries, notices), never a control sequence.
 import type { AgentEvent } from "../agent/loop.js";
 import type { JobProgress, TrialEvent } from "../jobs/runner.js";
-import { dim, green, red, yellow } from "./render.js";
+import { isQuiet, paletteFor } from "./render.js";
 import { stripControl } from "../util/terminal.js";
 
 interface Running {
@@ -23,14 +23,16 @@ export interface LiveViewOptions {
   refreshMs?: number;
   /** Noun in the header ("trials", "samples"). */
   unit?: string;
+  /** Print only lines logged with `always` (default: -q/--quiet). */
+  quiet?: boolean;
 }
 
 export interface LiveView {
   progress(p: JobProgress): void;
   trial(e: TrialEvent): void;
   agent(trial: string, e: AgentEvent): void;
-  /** A line for the scrolling log (notices, group results). */
-  log(line: string): void;
+  /** A line for the scrolling log (notices, group results); `always`: printed even with --quiet (an interruption's hint). */
+  log(line: string, always?: boolean): void;
   done(): void;
 }
 
@@ -44,7 +46,9 @@ export function fmtDuration(ms: number): string {
 
 export function createLiveView(opts: LiveViewOptions = {}): LiveView {
   const out = opts.out ?? process.stdout;
-  const tty = opts.tty ?? Boolean(out.isTTY);
+  const quiet = opts.quiet ?? isQuiet();
+  const tty = !quiet && (opts.tty ?? Boolean(out.isTTY)); // quiet: no status block either
+  const { dim, green, red, yellow } = paletteFor(out); // colour as decided for the stream written to
   const unit = opts.unit ?? "trials";
   const started = Date.now();
   const running = new Map<string, Running>();
@@ -94,7 +98,8 @@ export function createLiveView(opts: LiveViewOptions = {}): LiveView {
   const timer = tty ? setInterval(redraw, opts.refreshMs ?? 1000) : undefined;
   timer?.unref();
 
-  const log = (line: string) => {
+  const log = (line: string, always = false) => {
+    if (quiet && !always) return;
     clearBlock();
     out.write(`${line}\n`);
     drawBlock();
@@ -124,7 +129,7 @@ export function createLiveView(opts: LiveViewOptions = {}): LiveView {
         if (e.phase === "build") r.step = 0;
       } else if (e.type === "retry") {
         r.retries = e.retry;
-        if (!tty) out.write(`${e.trial} retry ${e.retry}: ${stripControl(e.reason)}\n`);
+        if (!tty && !quiet) out.write(`${e.trial} retry ${e.retry}: ${stripControl(e.reason)}\n`);
       } else if (e.type === "waiting") r.waiting = true;
       else if (e.type === "dropped" || e.type === "end") running.delete(e.trial);
       if (tty) redraw();

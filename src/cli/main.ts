@@ -2,18 +2,41 @@
 // tmax: run, evaluate and collect RL data for Tmax terminal agents in real sandboxes.
 import { stripControl } from "../util/terminal.js";
 import path from "node:path";
-import { Command, Option } from "commander";
-import { cleanupInstalled, FAULT_EXIT_CODES, installSignalCleanup, pruneLeftovers, stopSignal, whileRunning, type Fault } from "../sandbox/cleanup.js";
-import { createBackend } from "../sandbox/index.js";
+import { Command, CommanderError, Option } from "commander";
+import { cleanupInstalled, FAULT_EXIT_CODES, installSignalCleanup, stopSignal, whileRunning, type Fault } from "../sandbox/cleanup.js";
 import { TMAX_VERSION } from "../util/version.js";
 import { redactSecrets } from "../util/redact.js";
 import { addAgentOptions, addModelOptions, addSandboxOptions, collect, toInt } from "./options.js";
-import { red } from "./render.js";
+import { errColor, setOutputFlags } from "./render.js";
+import { EXIT, UsageError } from "./exitCodes.js";
+import { registerCompletion } from "./completion.js";
+import { registerDatasets } from "./datasets.js";
+import { registerExplore } from "./explore.js";
+import { registerReport } from "./report.js";
+import { registerRl } from "./rl.js";
+import { registerSandbox } from "./sandbox.js";
+import { registerTasks } from "./tasks.js";
 
 const program = new Command("tmax")
   .description("Run, evaluate and collect RL data for Tmax terminal agents (or any OpenAI-compatible model) in real sandboxes")
   .version(TMAX_VERSION)
-  .showHelpAfterError("(run with --help for usage)");
+  // global: recognised before or after the command (`tmax -q eval …`, `tmax eval … -q`)
+  .option("-q, --quiet", "no progress, steps or notices: only the final result lines and errors")
+  .option("--no-color", "no colour on any stream (also NO_COLOR=1; FORCE_COLOR=1 forces it on a pipe)")
+  .configureHelp({ showGlobalOptions: true })
+  .showHelpAfterError("(run with --help for usage)")
+  .exitOverride(); // commander's usage errors are thrown to the catch below (exit 2), not exited with 1
+
+// Errors thrown before a command's action starts (an option value its parser refused) are usage errors too.
+let actionStarted = false;
+const applyGlobalOptions = () => {
+  const g = program.opts<{ quiet?: boolean; color?: boolean }>();
+  setOutputFlags({ quiet: g.quiet, noColor: g.color === false });
+};
+program.hook("preAction", () => {
+  applyGlobalOptions();
+  actionStarted = true;
+});
 
 // Commands that talk to the container engine find it first (DOCKER_HOST, docker context, Docker's and podman's
 // sockets: src/sandbox/docker/discover.ts); DOCKER_HOST set is used as it is, unasked.
@@ -88,41 +111,8 @@ addSandboxOptions(
 
 (await import("./evalCli.js")).registerEval(program, stoppable); // eval (= harbor run), jobs start|resume|init
 
-program
-  .command("report <job-dirs...>")
-  .description("scores of job dirs: per-run means, mean, sample std and SEM, pass@k, per-task table, errors; several dirs side by side")
-  .option("--json", "print JSON instead of markdown")
-  .option("--html <file>", "also write a self-contained HTML report with plots")
-  .option("--label <name>", "row label of the next job dir in the model card (repeatable, in the order of the dirs)", collect)
-  .option("--diff", "two job dirs task by task: which tasks flipped solved→failed and back")
-  .action(async (dirs: string[], o: { json?: boolean; html?: string; label?: string[]; diff?: boolean }) => {
-    const { reportJob, renderMarkdown, diffJobs, renderDiffMarkdown, reportJson, modelCard } = await import("../results/report.js");
-    if (o.label && o.label.length > dirs.length) throw new Error(`${o.label.length} --label for ${dirs.length} job dir(s)`);
-    if (o.diff && dirs.length !== 2) throw new Error(`--diff compares two job dirs (got ${dirs.length})`);
-    const reports = dirs.map((d, i) => reportJob(d, o.label?.[i]));
-    const diff = o.diff ? diffJobs(reports[0]!, reports[1]!) : undefined;
-    if (o.json) console.log(JSON.stringify(reportJson(reports, diff), null, 2));
-    else console.log(diff ? renderDiffMarkdown(diff, reports[0]!, reports[1]!) : renderMarkdown(reports));
-    if (o.html) {
-      const { writeReportHtml } = await import("../explore/report.js");
-      await writeReportHtml(dirs, o.html, { card: modelCard(reports), diff });
-      console.error(`html report: ${path.resolve(o.html)}`);
-    }
-  });
-
-program
-  .command("explore <dir>")
-  .description("local web UI over job dirs and rollout shards (served on 127.0.0.1)")
-  .option("--port <port>", "port", toInt, 8080)
-  .option("--host <host>", "address to listen on", "127.0.0.1")
-  .action(async (dir: string, o: { port: number; host: string }) => {
-    const { startExplorer } = await import("../explore/server.js");
-    const server = await startExplorer({ dir: path.resolve(dir), port: o.port, host: o.host });
-    console.log(`tmax explore: ${server.url}  (Ctrl-C to stop)`);
-    const stop = () => void server.close().then(() => process.exit(0));
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
+registerReport(program);
+registerExplore(program);
 
 addSandboxOptions(
   addAgentOptions(
@@ -163,157 +153,33 @@ addSandboxOptions(
 
 (await import("./serve.js")).serveCommandOptions(program.command("serve").description("serve a dataset's tasks as an RL environment on OpenEnv's protocol (WebSocket /ws, HTTP); see docs/serve.md")).action(async (o) => { process.exitCode = await (await import("./serve.js")).serveCommand(o); });
 
-const rl = program.command("rl").description("work with rollout records");
-rl.command("analyze <dir>")
-  .description("DPPO statistics per step (masked fractions by advantage sign, mean |π−μ|, ratio, loss) from rollouts + trainer logprobs")
-  .option("--trainer-dir <dir>", "where the *_trainer_logprobs_step*.jsonl files are (default: <dir>)")
-  .option("--run <name>", "only this run's files")
-  .option("--delta <d>", "trust-region threshold δ", Number.parseFloat, 0.1)
-  .option("--json", "print JSON")
-  .action(async (dir: string, o: { trainerDir?: string; run?: string; delta: number; json?: boolean }) => {
-    const { analyzeRun, formatStepTable } = await import("../rl/analyze.js");
-    const steps = await analyzeRun(path.resolve(dir), { trainerDir: o.trainerDir, run: o.run, delta: o.delta });
-    if (steps.length === 0) throw new Error(`no trainer logprobs found for ${dir}`);
-    console.log(o.json ? JSON.stringify(steps.map(({ samples, ...rest }) => rest), null, 2) : formatStepTable(steps));
-  });
-rl.command("pack <dir>")
-  .description("first-fit-decreasing packing of the records' sequences: packs, rejected samples, padding waste")
-  .option("--max-tokens <n>", "tokens per pack", toInt, 67_584)
-  .action(async (dir: string, o: { maxTokens: number }) => {
-    const { readRollouts } = await import("../rl/records.js");
-    const { packSequences } = await import("../rl/packing.js");
-    const lengths: number[] = [];
-    for await (const r of readRollouts(path.resolve(dir))) lengths.push(r.prompt_tokens.length + r.response_tokens.length);
-    const p = packSequences(lengths, { maxTokens: o.maxTokens });
-    console.log(`${lengths.length} samples → ${p.packs.length} packs of ≤ ${o.maxTokens} tokens; padding ${p.waste.padding} tokens (${(100 * p.waste.paddingFraction).toFixed(2)}%); ${p.rejected.length} sample(s) longer than a pack`);
-  });
-rl.command("batch <dir>")
-  .description("write one step's learner batch (docs/learner-handoff.md) from rollout records")
-  .requiredOption("--step <n>", "the rollout step", toInt)
-  .option("--out <dir>", "where the batch file goes (default <dir>/learner)")
-  .option("--pack <tokens>", "pack samples into sequences of at most this many tokens (e.g. 67584)", toInt)
-  .option("--run <name>", "only this run's records; also the file name prefix")
-  .action(async (dir: string, o: { step: number; out?: string; pack?: number; run?: string }) => {
-    const { readRollouts, writeLearnerBatch } = await import("../rl/records.js");
-    const records = [];
-    for await (const r of readRollouts(path.resolve(dir), { run: o.run })) if (r.step === o.step) records.push(r);
-    if (records.length === 0) throw new Error(`no records of step ${o.step} in ${dir}`);
-    const out = await writeLearnerBatch(path.resolve(o.out ?? path.join(dir, "learner")), o.step, records, { run: o.run, ...(o.pack ? { pack: true, maxTokens: o.pack } : {}) });
-    const rejected = out.packing?.rejected.length ?? 0;
-    console.log(`wrote ${out.file}: ${out.samples} samples, ${out.tokens} tokens, ${out.lines} lines${out.packing ? `, padding ${(100 * out.packing.waste.paddingFraction).toFixed(2)}%` : ""}${rejected ? `, ${rejected} sample(s) longer than a pack left out` : ""}`);
-  });
-rl.command("parquet <dir>")
-  .description("export rollout records to one Parquet file")
-  .requiredOption("--out <file>", "the .parquet file to write")
-  .action(async (dir: string, o: { out: string }) => {
-    const { readRollouts } = await import("../rl/records.js");
-    const { exportRolloutsToParquet } = await import("../rl/parquet.js");
-    await exportRolloutsToParquet(readRollouts(path.resolve(dir)), path.resolve(o.out));
-    console.log(`wrote ${path.resolve(o.out)}`);
-  });
-
+registerRl(program);
 (await import("./traces.js")).registerTraces(program);
-const datasets = program.command("datasets").description("datasets from a registry in Harbor's format, cached under ~/.cache/tmax (or $XDG_CACHE_HOME/tmax)");
-datasets
-  .command("list")
-  .description("datasets of the registry")
-  .option("--registry <url|file>", "registry (env TMAX_REGISTRY; default Harbor's public registry)")
-  .action(async (o: { registry?: string }) => {
-    const { datasetsList } = await import("./datasets.js");
-    process.exitCode = await datasetsList(o);
-  });
-datasets
-  .command("pull <name@version>")
-  .description("fetch a dataset's tasks (git, pinned commit) into the cache")
-  .option("--registry <url|file>", "registry (env TMAX_REGISTRY; default Harbor's public registry)")
-  .option("--refresh", "fetch again even when cached")
-  .action(async (ref: string, o: { registry?: string; refresh?: boolean }) => {
-    const { datasetsPull } = await import("./datasets.js");
-    const d = await datasetsPull(ref, o);
-    console.log(stripControl(`${d.name}@${d.version}${d.commit ? ` commit ${d.commit}` : ""} → ${d.dir}`));
-  });
-datasets
-  .command("path <name@version>")
-  .description("print the local dir of a dataset (fetching it when missing)")
-  .option("--registry <url|file>", "registry (env TMAX_REGISTRY; default Harbor's public registry)")
-  .action(async (ref: string, o: { registry?: string }) => {
-    const { datasetsPull } = await import("./datasets.js");
-    console.log(stripControl((await datasetsPull(ref, o)).dir));
-  });
+registerDatasets(program);
+registerTasks(program);
+registerSandbox(program);
+registerCompletion(program, TMAX_VERSION);
 
-const tasks = program.command("tasks").description("inspect task directories");
-tasks
-  .command("check <dir>")
-  .description("validate a task or a dataset: every problem with its file and field")
-  .option("--isolation", "also run each task's oracle under every verifier isolation (shared, snapshot, kill) and report, one line each, the tasks whose honest outcome differs (cached; rollout then gives them Harbor's semantics)", false)
-  .action(async (dir: string, o: { isolation?: boolean }) => {
-    if (o.isolation) {
-      const { checkIsolation } = await import("../jobs/isolationCheck.js");
-      const checks = await checkIsolation(path.resolve(dir), { onLine: (line) => console.log(stripControl(line)) });
-      const differ = checks.filter((c) => c.differs).length;
-      console.log(`${checks.length} task(s) checked: ${differ ? `${differ} whose honest outcome depends on the verifier isolation` : "the same honest outcome in every isolation"}`);
-      process.exitCode = 0;
-      return;
-    }
-    const { checkDataset, formatProblems } = await import("../tasks/check.js");
-    const problems = await checkDataset(path.resolve(dir));
-    const errors = problems.filter((p) => p.severity === "error");
-    if (problems.length) console.log(stripControl(formatProblems(problems)));
-    console.log(errors.length ? red(`${errors.length} error(s)`) : `no errors${problems.length ? ` (${problems.length} warning(s))` : ""}`);
-    process.exitCode = errors.length ? 1 : 0;
-  });
-tasks
-  .command("list <dir>")
-  .description("list the tasks of a dataset")
-  .action(async (dir: string) => {
-    const { loadDataset } = await import("../tasks/load.js");
-    const { tasks: list, problems } = await loadDataset(path.resolve(dir));
-    // task names (dir names), difficulty and category are the task author's text
-    for (const t of list) console.log(stripControl(`${t.name}\t${t.format}\t${t.config.difficulty ?? "-"}\t${t.config.category ?? "-"}`));
-    for (const p of problems.filter((x) => x.severity === "error")) console.log(red(stripControl(`${p.task}: ${p.file}${p.field ? ` [${p.field}]` : ""}: ${p.message}`)));
-  });
-
-const sandboxCmd = program.command("sandbox").description("manage tmax's containers and the host guard");
-sandboxCmd
-  .command("guard")
-  .description("install (or --check, --remove) the firewall chain that stops bridge containers from opening connections to this host")
-  .option("--check", "only report whether the guard is in place (exit 1 when not)")
-  .option("--remove", "remove the guard")
-  .action(async (o: { check?: boolean; remove?: boolean }) => {
-    const { hostGuardStatus, hostInterfaces, installHostGuard, removeHostGuard } = await import("../sandbox/docker/hostGuard.js");
-    const { discoverEngine } = await import("../sandbox/docker/discover.js");
-    if (o.check && o.remove) throw new Error("--check and --remove exclude each other");
-    // podman's bridges, and Docker Engine's when it is the engine found or runs on this host
-    const ifaces = await hostInterfaces(process.env, (await discoverEngine()).engine?.kind);
-    if (o.remove) await removeHostGuard();
-    else if (!o.check) await installHostGuard(ifaces);
-    const status = await hostGuardStatus(ifaces);
-    console.log(`host guard: ${status.installed ? "installed" : "not installed"} (${status.detail})`);
-    if (!o.remove && !status.installed) process.exitCode = 1;
-  });
-sandboxCmd
-  .command("prune")
-  .description("remove tmax containers and verifier snapshot images whose owning process is gone (e.g. after kill -9); others' running trials are kept")
-  .option("--job <dir|id>", "every container of this job (its dir or its id)")
-  .option("--all", "every tmax container on the engine, running trials of other processes and users included")
-  .addOption(new Option("--backend <name>", "where to look").choices(["docker", "daytona"]).default("docker"))
-  .action(async (o: { job?: string; all?: boolean; backend: "docker" | "daytona" }) => {
-    const { resolveJobRef } = await import("../jobs/identity.js");
-    if (o.job && o.all) throw new Error("--job and --all exclude each other");
-    const filter = o.job ? { job: resolveJobRef(o.job) } : o.all ? { all: true } : {};
-    const { containers, images } = await pruneLeftovers(createBackend(o.backend, {}), filter);
-    const what = o.job ? `of job ${filter.job}` : o.all ? "(all)" : "whose owner process is gone";
-    console.log(`removed ${containers} sandbox(es) and ${images} snapshot image(s) ${what}`);
-  });
+// every command, however it was registered, reports usage errors the same way
+const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
+for (const c of everyCommand(program)) c.exitOverride();
 
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
+  applyGlobalOptions(); // --no-color counts for an error found while parsing too
+  process.exitCode = exitCodeFor(e, actionStarted);
+}
+
+/** Prints the error in one line (plus its `lines`, one per thing) and returns the exit code (docs/cli.md). */
+function exitCodeFor(e: unknown, started: boolean): number {
+  // commander printed its own message (or the help, or the version) already
+  if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
   const message = e instanceof Error ? e.message : String(e);
-  console.error(red(`tmax: error: ${stripControl(redactSecrets(message.split("\n")[0]))}`));
+  console.error(errColor.red(`tmax: error: ${stripControl(redactSecrets(message.split("\n")[0]))}`));
   // an error about several things (e.g. invalid tasks) carries one line per thing
   const lines = (e as { lines?: unknown }).lines;
   if (Array.isArray(lines)) for (const line of lines) console.error(stripControl(redactSecrets(String(line))));
   if (process.env.TMAX_DEBUG && e instanceof Error) console.error(e.stack);
-  process.exitCode = 1;
+  return e instanceof UsageError || !started ? EXIT.usage : EXIT.failure;
 }

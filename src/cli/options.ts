@@ -19,7 +19,9 @@ export function addEvalOptions(cmd: Command): Command {
   return cmd
     .option("-d, --dataset <dir|name@version>", "a directory of tasks (or one task), or a registry dataset like terminal-bench@2.0")
     .option("--registry <url|file>", "dataset registry in Harbor's format (env TMAX_REGISTRY; default Harbor's public registry)")
-    .option("-a, --agent <agent>", "tmax (the model), oracle (the task's solution) or nop (does nothing)", "tmax")
+    // the choices are shown (help, shell completion) but not enforced by commander: Harbor's agent names get tmax's
+    // own one-line refusal (evalSettings.ts)
+    .addOption(Object.assign(new Option("-a, --agent <agent>", "tmax (the model), oracle (the task's solution) or nop (does nothing)").default("tmax"), { argChoices: ["tmax", "oracle", "nop"] }))
     .option("-k, --n-attempts <k>", "trials per task (alias --attempts)", toInt, 1)
     .addOption(new Option("--attempts <k>").argParser(toInt).hideHelp())
     .option("-n, --n-concurrent <n>", "trials at a time (alias --concurrency; Harbor's default 4)", toInt, 4)

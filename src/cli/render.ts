@@ -1,16 +1,71 @@
-// Live, readable output of an episode on the terminal.
+// What tmax prints on a terminal: colour (decided per stream) and the live lines of an episode.
 import type { AgentEvent } from "../agent/loop.js";
 import { splitThinking } from "../model/qwenXml.js";
 import { stripControl } from "../util/terminal.js";
+import type { z } from "zod";
 
-const tty = process.stdout.isTTY && !process.env.NO_COLOR;
-const paint = (code: string) => (s: string) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
-export const dim = paint("2");
-export const bold = paint("1");
-export const green = paint("32");
-export const red = paint("31");
-export const yellow = paint("33");
-export const cyan = paint("36");
+/** What decides colour on one stream. */
+export interface ColorInputs {
+  /** The stream is a terminal. */
+  isTTY: boolean;
+  /** `--no-color` was given. */
+  noColorFlag: boolean;
+  env: { NO_COLOR?: string; FORCE_COLOR?: string; TERM?: string };
+}
+
+/**
+ * Colour on a stream, first rule that applies: `--no-color` → off; NO_COLOR non-empty → off; FORCE_COLOR
+ * non-empty and not "0" → on; TERM=dumb → off; else on iff the stream is a terminal.
+ */
+export function colorDecision(i: ColorInputs): boolean {
+  if (i.noColorFlag) return false;
+  if (i.env.NO_COLOR) return false;
+  if (i.env.FORCE_COLOR && i.env.FORCE_COLOR !== "0") return true;
+  if (i.env.TERM === "dumb") return false;
+  return i.isTTY;
+}
+
+let noColorFlag = false;
+let quiet = false;
+/** main.ts calls this once the arguments are parsed: `--no-color`, `-q/--quiet`. */
+export function setOutputFlags(flags: { noColor?: boolean; quiet?: boolean }): void {
+  noColorFlag = Boolean(flags.noColor);
+  quiet = Boolean(flags.quiet);
+}
+
+/** `-q/--quiet`: progress, steps and notices are not printed; the final result lines and errors are. */
+export function isQuiet(): boolean {
+  return quiet;
+}
+
+/** Whether text written to `stream` is coloured (decided at each call: the flag is parsed after import). */
+export function colorOn(stream: { isTTY?: boolean }): boolean {
+  return colorDecision({ isTTY: Boolean(stream.isTTY), noColorFlag, env: process.env });
+}
+
+export interface Palette {
+  dim(s: string): string;
+  bold(s: string): string;
+  green(s: string): string;
+  red(s: string): string;
+  yellow(s: string): string;
+  cyan(s: string): string;
+}
+
+/** SGR colours for text that goes to `stream`. */
+export function paletteFor(stream: { isTTY?: boolean }): Palette {
+  const paint = (code: string) => (s: string) => (colorOn(stream) ? `\x1b[${code}m${s}\x1b[0m` : s);
+  return { dim: paint("2"), bold: paint("1"), green: paint("32"), red: paint("31"), yellow: paint("33"), cyan: paint("36") };
+}
+
+/** Colours for stdout (the plain names) and for stderr (`errColor.red(…)`). */
+export const { dim, bold, green, red, yellow, cyan } = paletteFor(process.stdout);
+export const errColor = paletteFor(process.stderr);
+
+/** `--json`: one document on stdout, checked against the schema that documents it (a mismatch is tmax's bug). */
+export function emitJson<S extends z.ZodType>(schema: S, value: z.input<S>): void {
+  process.stdout.write(`${JSON.stringify(schema.parse(value), null, 2)}\n`);
+}
 
 // model text and command output may carry terminal escape sequences: stripped before anything is printed
 const firstLines = (text: string, n: number, width = 160) =>
@@ -19,9 +74,10 @@ const firstLines = (text: string, n: number, width = 160) =>
     .slice(0, n)
     .map((l) => (l.length > width ? `${l.slice(0, width)}…` : l));
 
-/** Returns an event handler that prints each step as it happens; `prefix` tags lines when trials run in parallel. */
+/** Returns an event handler that prints each step as it happens (nothing with --quiet); `prefix` tags lines when trials run in parallel. */
 export function stepPrinter(write: (line: string) => void = (l) => process.stdout.write(l + "\n"), prefix = ""): (e: AgentEvent) => void {
   return (e) => {
+    if (quiet) return;
     const p = prefix ? dim(`[${prefix}] `) : "";
     switch (e.type) {
       case "turn": {

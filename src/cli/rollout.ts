@@ -8,7 +8,7 @@ import { modelConfig, tokenClientConfig, trialSettings, type AgentCliOptions, ty
 import { resolveDatasetArg } from "./datasets.js";
 import { createLiveView } from "./liveView.js";
 import { preflightEngine } from "./preflight.js";
-import { bold, dim, green, yellow } from "./render.js";
+import { bold, dim, green, isQuiet, yellow } from "./render.js";
 import { stripControl } from "../util/terminal.js";
 
 export interface RolloutCliOptions extends ModelCliOptions, AgentCliOptions, SandboxCliOptions {
@@ -51,7 +51,7 @@ export async function rolloutCommand(o: RolloutCliOptions): Promise<number> {
   const view = createLiveView({ unit: "samples" });
   // at least U × G samples per step (more when all-equal groups are replaced)
   const progress = { total: o.steps * o.tasksPerStep * o.samples, done: 0, running: 0, errors: 0, infraErrors: 0, rewardSum: 0 };
-  console.log(`${bold("tmax rollout")} ${dim(`${o.dataset} · ${o.tasksPerStep} tasks × ${o.samples} samples · ${o.steps} step(s) · n=${o.concurrency} · ${outDir}`)}`);
+  if (!isQuiet()) console.log(`${bold("tmax rollout")} ${dim(`${o.dataset} · ${o.tasksPerStep} tasks × ${o.samples} samples · ${o.steps} step(s) · n=${o.concurrency} · ${outDir}`)}`);
   const summaries = await runRollout({
     datasetDir: o.dataset,
     outDir,

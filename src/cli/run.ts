@@ -18,7 +18,7 @@ import { writeJsonAtomic } from "../util/fs.js";
 import { agentLimits, modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { preflightEngine } from "./preflight.js";
 import { stopSignal } from "../sandbox/cleanup.js";
-import { bold, dim, green, red, stepPrinter } from "./render.js";
+import { bold, dim, green, isQuiet, red, stepPrinter } from "./render.js";
 
 export interface RunOptions extends ModelCliOptions, AgentCliOptions, SandboxCliOptions {
   task: string;
@@ -70,7 +70,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     const task = await loadTask(path.resolve(o.task));
     const outDir = path.resolve(o.out ?? path.join("runs", `${stamp()}-${task.name}`));
     const jobId = await claimOutDir(outDir);
-    console.log(`${bold("tmax run")} ${task.name} ${dim(`· ${o.model} @ ${o.baseUrl} · profile ${o.profile}`)}`);
+    if (!isQuiet()) console.log(`${bold("tmax run")} ${task.name} ${dim(`· ${o.model} @ ${o.baseUrl} · profile ${o.profile}`)}`);
     const result = await runTrial({
       ...trialSettings(o), // limits, prompts, image map, network, pull, --pass-env, integrity, verifier isolation
       task,
@@ -86,7 +86,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
       seed: TRAIN_SEED,
       signal: stopSignal(), // a fault stops the episode; the trial is still written
       onEvent: print,
-      onEnvironment: ((p) => (e: EnvironmentEvent) => p(task.name, e))(environmentPrinter((l) => console.log(l))),
+      onEnvironment: ((p) => (e: EnvironmentEvent) => p(task.name, e))(environmentPrinter((l) => isQuiet() || console.log(l))),
     });
     const err = result.exception_info;
     if (err) console.log(`${red(stripControl(err.exception_type))}: ${stripControl(err.exception_message)}`);
@@ -100,7 +100,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const image = o.image ?? "localhost/tmax-base:bookworm";
   const outDir = path.resolve(o.out ?? path.join("runs", `${stamp()}-adhoc`));
   const jobId = await claimOutDir(outDir);
-  console.log(`${bold("tmax run")} ${dim(`· ${image} · ${o.model} @ ${o.baseUrl} · profile ${o.profile}`)}`);
+  if (!isQuiet()) console.log(`${bold("tmax run")} ${dim(`· ${image} · ${o.model} @ ${o.baseUrl} · profile ${o.profile}`)}`);
   const network = o.network === "task" ? "none" : o.network;
   const sandbox = await backend.create({ image, network, name: "run", labels: { [JOB_ID_LABEL]: jobId, [JOB_DIR_LABEL]: outDir } });
   try {

@@ -5,7 +5,7 @@ import path from "node:path";
 import { resolveDatasetArg } from "./datasets.js";
 import { modelConfig, tokenClientConfig, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { preflightEngine } from "./preflight.js";
-import { bold, dim, yellow } from "./render.js";
+import { bold, dim, errColor } from "./render.js";
 import { ensureJobId } from "../jobs/identity.js";
 import { requireTokenSupport } from "../model/preflight.js";
 import { createTokenClient } from "../model/tokens.js";
@@ -49,7 +49,7 @@ export async function serve(o: ServeCliOptions): Promise<number> {
   };
   const resolved = await resolveDatasetArg(o.dataset, o.registry);
   const dataset = await loadDataset(resolved.dir);
-  for (const b of dataset.broken) console.error(yellow(stripControl(`skipped ${b.name}: ${b.problems[0]?.message ?? "broken task"}`)));
+  for (const b of dataset.broken) console.error(errColor.yellow(stripControl(`skipped ${b.name}: ${b.problems[0]?.message ?? "broken task"}`)));
   if (dataset.tasks.length === 0) throw new Error(`no loadable tasks in ${resolved.dir}`);
   await preflightEngine(o.backend, o.unsafe);
   const config = modelConfig(o);

@@ -5,7 +5,7 @@ import path from "node:path";
 import { Option, type Command } from "commander";
 import { collectTraces, findJobDirs, harborRows, sftLine, type TraceFormat, type TraceRow } from "../results/traces.js";
 import { stripControl } from "../util/terminal.js";
-import { dim, yellow } from "./render.js";
+import { errColor } from "./render.js";
 
 interface ExportOptions {
   format: TraceFormat;
@@ -44,9 +44,9 @@ async function exportCommand(dirs: string[], o: ExportOptions): Promise<number> 
   const out = path.resolve(o.out);
   await mkdir(path.dirname(out), { recursive: true });
   const written = o.format === "parquet" ? await writeParquet(rows, out) : await writeJsonl(o.format === "sft" ? rows.map(sftLine) : rows.flatMap((r) => harborRows(r, o.episodes)), out);
-  if (skipped.length) console.error(yellow(`note: ${skipped.length} trial(s) without a conversation skipped (first: ${stripControl(skipped[0]!)})`));
+  if (skipped.length) console.error(errColor.yellow(`note: ${skipped.length} trial(s) without a conversation skipped (first: ${stripControl(skipped[0]!)})`));
   console.log(`wrote ${out}: ${written} row(s) from ${rows.length} trial(s)`);
-  if (rows.length === 0) console.error(dim("no trial passed the filters (successful trials only by default; --all for every one)"));
+  if (rows.length === 0) console.error(errColor.dim("no trial passed the filters (successful trials only by default; --all for every one)"));
   return 0;
 }
 

@@ -3,6 +3,7 @@
 // user's running trials on a shared engine.
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import type { PruneCandidate } from "./types.js";
 
 /** The job/run a container belongs to: a UUID stored in the job dir (never the dir name, which can repeat). */
 export const JOB_ID_LABEL = "io.tmax.job";
@@ -82,4 +83,11 @@ export function prunable(labels: Record<string, string> | undefined, filter: Pru
   if (filter.job) return labels?.[JOB_ID_LABEL] === filter.job;
   if (filter.all) return true;
   return ownership(labels) === "gone";
+}
+
+/** The fields of a prune candidate that come from its labels. */
+export function candidate(kind: PruneCandidate["kind"], id: string, name: string, labels: Record<string, string> | undefined): PruneCandidate {
+  const pid = labels?.[OWNER_PID_LABEL];
+  const host = labels?.[OWNER_HOST_LABEL];
+  return { kind, id, name, job: labels?.[JOB_ID_LABEL] ?? null, jobDir: labels?.[JOB_DIR_LABEL] ?? null, owner: pid && host ? `${pid}@${host}` : null };
 }

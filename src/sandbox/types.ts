@@ -188,6 +188,20 @@ export interface FileChange {
   kind: 0 | 1 | 2;
 }
 
+/** One leftover that prune would remove. Labels are whoever made the container's text: print them stripped. */
+export interface PruneCandidate {
+  kind: "container" | "snapshot-image" | "sandbox";
+  id: string;
+  /** Container or sandbox name; an image's first tag (or "" when untagged). */
+  name: string;
+  /** The job id label, or null. */
+  job: string | null;
+  /** The job dir label (display only), or null. */
+  jobDir: string | null;
+  /** Owner pid@host from the labels, or null when they are missing. */
+  owner: string | null;
+}
+
 export interface SandboxBackend {
   readonly name: SandboxBackendName;
   create(spec: SandboxSpec, opts?: CreateOptions): Promise<Sandbox>;
@@ -198,6 +212,8 @@ export interface SandboxBackend {
   prune(filter?: { job?: string; all?: boolean }): Promise<number>;
   /** Removes verifier snapshot images chosen by the same rule as prune (owner gone, one job, all); absent when the backend makes none. */
   pruneSnapshots?(filter?: { job?: string; all?: boolean }): Promise<number>;
+  /** What prune and pruneSnapshots would remove with this filter, removing nothing (`tmax sandbox prune --dry-run`). */
+  listPrunable?(filter?: { job?: string; all?: boolean }): Promise<PruneCandidate[]>;
   /** Quick health check for `tmax doctor`. */
   check(): Promise<{ ok: boolean; detail: string; fix?: string }>;
 }

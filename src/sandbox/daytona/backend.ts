@@ -49,7 +49,7 @@ import {
   type DaytonaSandboxLike,
   type DaytonaSdkLike,
 } from "./sdk.js";
-import { ownerLabels, prunable, type PruneFilter } from "../owner.js";
+import { candidate, ownerLabels, prunable, type PruneFilter } from "../owner.js";
 import { newBudget, safeExtract } from "../bytes/safeExtract.js";
 import { DEFAULT_READ_MAX_BYTES, packItems, packLocalPath } from "../bytes/tarball.js";
 import { withDeadline } from "../../util/deadline.js";
@@ -117,6 +117,7 @@ export function daytonaBackend(opts: DaytonaBackendOptions = {}): SandboxBackend
     name: "daytona",
     create: async (spec, createOpts) => createSandbox(await ready(), spec, createOpts?.signal, createOpts?.onNote),
     prune: async (filter) => pruneSandboxes(await ready(), filter),
+    listPrunable: async (filter) => (await prunableSandboxes(await ready(), filter)).map((sb) => candidate("sandbox", sb.id, sb.name ?? "", sb.labels)),
     check: async () => {
       let c: Ready;
       try {
@@ -386,7 +387,7 @@ async function collect(stream: Readable): Promise<Buffer> {
 // ---------------------------------------------------------------------------------------------------------
 // prune and check
 
-async function pruneSandboxes(ctx: Ready, filter: PruneFilter = {}): Promise<number> {
+async function prunableSandboxes(ctx: Ready, filter: PruneFilter = {}): Promise<DaytonaSandboxLike[]> {
   const labels: Record<string, string> = { [TMAX_LABEL]: "1", ...(filter.job ? { [TMAX_JOB_LABEL]: filter.job } : {}) };
   const found: DaytonaSandboxLike[] = [];
   try {
@@ -397,6 +398,11 @@ async function pruneSandboxes(ctx: Ready, filter: PruneFilter = {}): Promise<num
   } catch (err) {
     throw sdkError(err, ctx, "exec_failed", "cannot list Daytona sandboxes");
   }
+  return found;
+}
+
+async function pruneSandboxes(ctx: Ready, filter: PruneFilter = {}): Promise<number> {
+  const found = await prunableSandboxes(ctx, filter);
   const removed = await Promise.all(
     found.map((sb) =>
       sb.delete().then(

@@ -15,9 +15,9 @@ import { getArchive, linkOnPath, putArchive, statPath } from "./files.js";
 import { gpuCheck } from "./gpus.js";
 import { ensureHostGuard } from "./hostGuard.js";
 import { resolveImage, type ImageUsed } from "./images.js";
-import { pruneContainers, pruneSnapshotImages } from "./prune.js";
+import { prunableContainers, prunableImages, pruneContainers, pruneSnapshotImages } from "./prune.js";
 import { changedBytes, readNetworkFiles, restoreNetworkFiles, snapshotCap, unpause } from "./snapshot.js";
-import { ownerLabels } from "../owner.js";
+import { candidate, ownerLabels } from "../owner.js";
 import { newBudget, printableName, safeExtract } from "../bytes/safeExtract.js";
 import { DEFAULT_READ_MAX_BYTES, joinTarName, packItems, packLocalPath, readFirstMember } from "../bytes/tarball.js";
 import { SandboxError, TMAX_LABEL, type CreateOptions, type Sandbox, type SandboxBackend, type SandboxSpec, SnapshotTooLargeError } from "../types.js";
@@ -68,6 +68,10 @@ export function dockerBackend(opts: DockerBackendOptions = {}): SandboxBackend {
         : createSandbox(docker, spec, createOpts, opts.executor),
     prune: (filter) => pruneContainers(docker, filter),
     pruneSnapshots: (filter) => pruneSnapshotImages(docker, filter),
+    listPrunable: async (filter) => [
+      ...(await prunableContainers(docker, filter)).map((c) => candidate("container", c.Id, c.Names?.[0]?.replace(/^\//, "") ?? "", c.Labels)),
+      ...(await prunableImages(docker, filter ?? {}, false)).map((i) => candidate("snapshot-image", i.Id, i.RepoTags?.find((t) => t !== "<none>:<none>") ?? "", i.Labels)),
+    ],
     check: () => checkEngine(docker),
   };
 }

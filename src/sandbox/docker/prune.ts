@@ -6,7 +6,8 @@ import { TMAX_JOB_LABEL, TMAX_LABEL } from "../types.js";
 import { pruneNetworks } from "./compose.js";
 import { engineError } from "./engine.js";
 
-export async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promise<number> {
+/** Containers with tmax's label selected by `filter`. */
+export async function prunableContainers(docker: Docker, filter: PruneFilter = {}): Promise<Docker.ContainerInfo[]> {
   const label = [`${TMAX_LABEL}=1`, ...(filter.job ? [`${TMAX_JOB_LABEL}=${filter.job}`] : [])];
   let list: Docker.ContainerInfo[];
   try {
@@ -15,7 +16,11 @@ export async function pruneContainers(docker: Docker, filter: PruneFilter = {}):
     throw engineError(docker, err, "exec_failed", "cannot list containers");
   }
   // Re-check here, whatever the engine's filter did: only tmax's containers, and only those selected.
-  const chosen = list.filter((c) => c.Labels?.[TMAX_LABEL] === "1" && prunable(c.Labels, filter));
+  return list.filter((c) => c.Labels?.[TMAX_LABEL] === "1" && prunable(c.Labels, filter));
+}
+
+export async function pruneContainers(docker: Docker, filter: PruneFilter = {}): Promise<number> {
+  const chosen = await prunableContainers(docker, filter);
   const removeAll = (cs: Docker.ContainerInfo[]) =>
     Promise.all(
       cs.map((c) =>
@@ -43,16 +48,7 @@ export async function pruneContainers(docker: Docker, filter: PruneFilter = {}):
  * died between the commit and the removal of its snapshot sandbox; chosen by the same rule as containers.
  */
 export async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = {}): Promise<number> {
-  const list = async (all: boolean) => {
-    try {
-      // one label filter only: podman 4.3's images endpoint answers nothing for two (its CLI ORs them); the job
-      // and the owner are checked here
-      const images = await docker.listImages({ all, filters: { label: [`${TMAX_LABEL}.snapshot=1`] } });
-      return images.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
-    } catch (err) {
-      throw engineError(docker, err, "exec_failed", "cannot list images");
-    }
-  };
+  const list = (all: boolean) => prunableImages(docker, filter, all);
   const remove = (id: string) =>
     docker
       .getImage(id)
@@ -72,4 +68,16 @@ export async function pruneSnapshotImages(docker: Docker, filter: PruneFilter = 
     if (n === 0) break;
   }
   return removed;
+}
+
+/** Verifier snapshot images selected by `filter` (`all`: intermediate layers too). */
+export async function prunableImages(docker: Docker, filter: PruneFilter, all: boolean): Promise<Docker.ImageInfo[]> {
+  try {
+    // one label filter only: podman 4.3's images endpoint answers nothing for two (its CLI ORs them); the job
+    // and the owner are checked here
+    const images = await docker.listImages({ all, filters: { label: [`${TMAX_LABEL}.snapshot=1`] } });
+    return images.filter((i) => i.Labels?.[`${TMAX_LABEL}.snapshot`] === "1" && prunable(i.Labels, filter));
+  } catch (err) {
+    throw engineError(docker, err, "exec_failed", "cannot list images");
+  }
 }

@@ -34,6 +34,7 @@ export function localBackend(opts: LocalBackendOptions = {}): SandboxBackend {
     create: (spec, createOpts) => createLocalSandbox(spec, opts.rootDir ?? os.tmpdir(), createOpts?.signal),
     // Local sandboxes live in temp dirs owned by one process; there is nothing engine-wide to prune.
     prune: async () => 0,
+    listPrunable: async () => [],
     check: async () => ({ ok: true, detail: "local backend: commands run unconfined on this host in a temp dir (--unsafe)" }),
   };
 }

@@ -60,7 +60,7 @@ describe("harbor run flags on tmax eval", { skip: ENGINE_SKIP }, () => {
     assert.match(resumed.stdout, /resumed/);
     assert.match(resumed.stdout, /mean reward 1\.000 over 1 trials/);
     const refused = await tmax(["jobs", "resume", "-p", jobDir, "--upload"]);
-    assert.equal(refused.code, 1);
+    assert.equal(refused.code, 2);
     assert.match(refused.stderr.trim(), /^tmax: error: --upload uploads the job to Harbor Hub; .*: not in tmax$/);
     assert.equal(containers(), "", "no container left");
   });

@@ -36,13 +36,13 @@ describe("live view", { skip: ENGINE_SKIP }, () => {
     assert.match(screen, /hello-file #[012] · (build|agent|verify)/, "a phase is shown");
     for (const a of [0, 1, 2]) assert.match(screen, new RegExp(`✓ hello-file__${a} pass reward=1`));
     assert.ok(screen.includes("\x1b[J"), "the status block is redrawn in place");
-    assert.match(screen, /⏱ \d+s · 3\/3 trials · running 0 · mean 1\.000/);
+    assert.match(screen, /⏱ (\d+m)?\d+s · 3\/3 trials · running 0 · mean 1\.000/);
   });
 
   test("not on a TTY: one plain line per finished trial, no control sequences", async () => {
     const r = await run(process.execPath, evalArgs(path.join(tmp, "plain")));
     assert.equal(r.code, 0, r.stdout);
     assert.equal(r.stdout.includes("\x1b["), false);
-    for (const a of [0, 1, 2]) assert.match(r.stdout, new RegExp(`^\\[\\d/3\\] hello-file__${a} pass reward=1( · \\d+ steps)? · \\d+s · \\d+s$`, "m"));
+    for (const a of [0, 1, 2]) assert.match(r.stdout, new RegExp(`^\\[\\d/3\\] hello-file__${a} pass reward=1( · \\d+ steps)? · (\\d+m)?\\d+s · (\\d+m)?\\d+s$`, "m"));
   });
 });

@@ -239,6 +239,6 @@ test("the CLI itself: --env-file sets $TMAX_BASE_URL before the defaults are rea
   assert.doesNotMatch(r.stdout, /sk-never-printed/);
   assert.match(r.stderr, /^note: --max-retries is now Harbor's/);
   const refused = cli(["eval", "-p", EXAMPLES, "--plugin", "my.plugin:P"]);
-  assert.equal(refused.status, 1);
+  assert.equal(refused.status, 2);
   assert.deepEqual(refused.stderr.trim().split("\n"), ["tmax: error: --plugin loads a Harbor job plugin (Python import path): not in tmax"]);
 });
