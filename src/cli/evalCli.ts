@@ -91,7 +91,7 @@ export function registerEval(program: Command, run: Run): void {
     RESUME_REFUSED,
   ).action(async (o: Record<string, unknown>) => {
     const why = refusal(o, RESUME_REFUSED);
-    if (why) throw new Error(why);
+    if (why) throw new UsageError(why);
     const args = ["--resume", String(o.jobPath)];
     const types = (o.filterErrorType as string[] | undefined)?.filter((t) => t !== "CancelledError");
     if (types?.length) args.push("--retry-errors", types.join(","));
