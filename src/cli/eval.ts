@@ -13,11 +13,11 @@ import { createTokenClient } from "../model/tokens.js";
 import { parseImageMap } from "../sandbox/docker/build.js";
 import { modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCliOptions, type ModelCliOptions, type SandboxCliOptions } from "./options.js";
 import { resolveDatasetArg } from "./datasets.js";
-import { createLiveView, type LiveView } from "./liveView.js";
+import { createLiveView } from "./liveView.js";
 import { harborJobName } from "./harborFlags.js";
 import { preflightEngine } from "./preflight.js";
 import { onStop, stopSignal } from "../sandbox/cleanup.js";
-import { bold, dim, isQuiet, red, stepPrinter, yellow } from "./render.js";
+import { bold, dim, isQuiet, red, setQuiet, stepPrinter, yellow } from "./render.js";
 import type { EnvironmentEvent } from "../trial/trial.js";
 
 export interface EvalOptions extends ModelCliOptions, AgentCliOptions, SandboxCliOptions {
@@ -260,8 +260,9 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   if (tokens) await requireTrainServer(tokens);
   await preflightEngine(o.backend, o.unsafe);
   const started = Date.now();
-  const view = o.quiet || isQuiet() ? quietView() : createLiveView();
-  if (!o.quiet && !isQuiet()) console.log(`${bold("tmax eval")} ${dim(`${dataset} · agent ${o.agent} · k=${o.k} · n=${o.n} · job ${jobDir}${resume ? " · resumed" : ""}`)}`);
+  if (o.quiet) setQuiet(); // Harbor's -q after the command: the same quiet as tmax's global -q
+  const view = createLiveView();
+  if (!isQuiet()) console.log(`${bold("tmax eval")} ${dim(`${dataset} · agent ${o.agent} · k=${o.k} · n=${o.n} · job ${jobDir}${resume ? " · resumed" : ""}`)}`);
   // a fault (Ctrl-C, SIGTERM, a closed terminal, `| head`) stops the job: finished trials are kept, in-flight ones
   // dropped (resume runs them), containers removed; the process exits with the fault's code (docs/eval.md)
   const stop = stopSignal();
@@ -339,10 +340,4 @@ export function environmentPrinter(log: (line: string) => void): (trial: string,
       log(dim(stripControl(`pull ${e.progress.image}: ${e.progress.status}`)));
     }
   };
-}
-
-/** -q: notices and the summary only (Harbor's "no individual trial progress"). */
-function quietView(): LiveView {
-  const none = () => {};
-  return { progress: none, trial: none, agent: none, log: (line) => console.log(line), done: none };
 }

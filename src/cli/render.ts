@@ -33,6 +33,11 @@ export function setOutputFlags(flags: { noColor?: boolean; quiet?: boolean }): v
   quiet = Boolean(flags.quiet);
 }
 
+/** A command's own `-q` (Harbor's, after `eval`): the same quiet as the global flag. */
+export function setQuiet(): void {
+  quiet = true;
+}
+
 /** `-q/--quiet`: progress, steps and notices are not printed; the final result lines and errors are. */
 export function isQuiet(): boolean {
   return quiet;
