@@ -45,6 +45,10 @@ export interface FakeState {
   calls: Record<string, number>;
   sessionsCreated: string[];
   sessionsDeleted: string[];
+  /** Paths given to fs.uploadFile and fs.downloadFile, in order (the backend's temp archives among them). */
+  transfers: string[];
+  /** Every session command's text, in order. */
+  commands: string[];
   /** The daemon's habit of ending an unterminated last line with "\n" (on by default). */
   appendNewline: boolean;
 }
@@ -83,6 +87,8 @@ export function fakeSdk(): { sdk: DaytonaSdkLike; state: FakeState } {
     calls: {},
     sessionsCreated: [],
     sessionsDeleted: [],
+    transfers: [],
+    commands: [],
     appendNewline: true,
   };
   const baseEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8" };
@@ -164,6 +170,7 @@ export function fakeSdk(): { sdk: DaytonaSdkLike; state: FakeState } {
         async executeSessionCommand(sid, req) {
           enter("executeSessionCommand");
           if (session(sid).dead) throw errorWithStatus("failed to write command: write |1: broken pipe", 400, "DaytonaValidationError");
+          state.commands.push(req.command);
           const cmd = run(sid, req.command);
           if (req.runAsync) return { cmdId: cmd.id };
           await cmd.done;
@@ -197,9 +204,13 @@ export function fakeSdk(): { sdk: DaytonaSdkLike; state: FakeState } {
       },
       fs: {
         // Like a plain HTTP upload: no parent directories are created for you.
-        uploadFile: (file, remotePath) => fs.writeFile(remotePath, file),
+        uploadFile: (file, remotePath) => {
+          state.transfers.push(remotePath);
+          return fs.writeFile(remotePath, file);
+        },
         // A missing file comes back as an error without a status code (the SDK's untyped case).
         downloadFile: async (remotePath) => {
+          state.transfers.push(remotePath);
           try {
             return await fs.readFile(remotePath);
           } catch (err) {
