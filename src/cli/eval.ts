@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { stripControl } from "../util/terminal.js";
 import path from "node:path";
 import { readJobConfig } from "../jobs/jobDir.js";
+import { INFRA_RETRY_POLICY, retryPolicyOf, retryPolicyOfConfig } from "../jobs/retryPolicy.js";
 import { runJob, validateJobOptions, type JobOptions, type JobProgress } from "../jobs/runner.js";
 import type { AgentName, JobConfig } from "../results/schema.js";
 import { createModelClient } from "../model/client.js";
@@ -40,6 +41,16 @@ export interface EvalOptions extends ModelCliOptions, AgentCliOptions, SandboxCl
   infraRetries: number;
   pauseAfter: number;
   maxPause: number;
+  /** Harbor's --artifact paths (checked), --disable-verification, --no-delete (delete false). */
+  artifact?: string[];
+  disableVerification?: boolean;
+  enableVerification?: boolean;
+  delete?: boolean;
+  /** Harbor's retry rule (set when -r/--max-retries or --retry-include/-exclude is given); else infrastructure only. */
+  retryHarbor?: boolean;
+  /** Harbor's --retry-include / --retry-exclude (null exclude: a -c file's `exclude_exceptions: null`). */
+  retryInclude?: string[];
+  retryExclude?: string[] | null;
   /** true = infrastructure errors; a comma-separated list = these exception types */
   retryErrors?: boolean | string;
   skipInvalid?: boolean;
@@ -63,7 +74,7 @@ export interface EvalOptions extends ModelCliOptions, AgentCliOptions, SandboxCl
 }
 
 /** Options that may differ on resume: where the model is served, how fast to go, how loud to be. */
-const RUNTIME_OPTIONS = new Set(["baseUrl", "apiKey", "n", "infraRetries", "retryErrors", "skipInvalid", "verbose", "requestTimeout", "maxRetries", "modelMaxRetries", "unsafe", "resume", "quiet", "debug", "verifierEnv"]);
+const RUNTIME_OPTIONS = new Set(["baseUrl", "apiKey", "n", "infraRetries", "retryHarbor", "retryInclude", "retryExclude", "artifact", "delete", "retryErrors", "skipInvalid", "verbose", "requestTimeout", "maxRetries", "modelMaxRetries", "unsafe", "resume", "quiet", "debug", "verifierEnv"]);
 
 /** The flag a user types for an option key (for messages). */
 const FLAG: Record<string, string> = {
@@ -105,6 +116,7 @@ const FLAG: Record<string, string> = {
   verifierIsolation: "--verifier-isolation",
   verifierHardening: "--no-verifier-hardening",
   jobDir: "--job-dir",
+  disableVerification: "--disable-verification",
 };
 
 /** The options a stored job config stands for, in the CLI's terms. */
@@ -118,6 +130,12 @@ export function storedOptions(c: JobConfig, jobDir: string): Partial<EvalOptions
     // how the job ran: restored too (a resume at -n 1 of a job started at -n 16 is 16× slower); may be given anew
     n: c.n_concurrent_trials,
     infraRetries: c.retry.max_retries,
+    disableVerification: Boolean(c.verifier?.disable),
+    ...(c.artifacts ? { artifact: c.artifacts } : {}),
+    ...(c.environment.delete === false ? { delete: false } : {}),
+    retryHarbor: !retryPolicyOfConfig(c.retry).infrastructureOnly,
+    ...(c.retry.include_exceptions ? { retryInclude: c.retry.include_exceptions } : {}),
+    ...(c.retry.exclude_exceptions !== undefined ? { retryExclude: c.retry.exclude_exceptions } : {}),
     ...(c.prompts ? { prompts: c.prompts.path } : {}),
     ...(c.model
       ? {
@@ -213,9 +231,13 @@ export function jobOptionsOf(o: EvalOptions, at: { datasetDir: string; jobDir: s
     ...(o.resources ? { resources: o.resources } : {}),
     ...(o.extraInstructions?.length ? { extraInstructions: o.extraInstructions } : {}),
     ...(o.verifierEnv ? { verifierEnv: o.verifierEnv } : {}),
+    ...(o.disableVerification ? { disableVerification: true } : {}),
+    ...(o.artifact?.length ? { artifacts: o.artifact } : {}),
+    ...(o.delete === false ? { deleteEnvironment: false } : {}),
     filters: { include: o.include, exclude: o.exclude, category: o.category, difficulty: o.difficulty },
     nTasks: o.nTasks,
     infraRetries: o.infraRetries,
+    retryPolicy: o.retryHarbor ? retryPolicyOf(o.retryInclude, o.retryExclude) : INFRA_RETRY_POLICY,
     pauseAfter: o.pauseAfter,
     maxPauseSec: o.maxPause,
     skipInvalid: o.skipInvalid,
@@ -297,7 +319,8 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   const mean = results.length ? results.reduce((s, r) => s + r.reward, 0) / results.length : 0;
   const errors = results.filter((r) => r.exception_info);
   const infra = errors.filter((r) => r.exception_info!.infrastructure);
-  console.log(`${bold("mean reward")} ${mean.toFixed(3)} over ${results.length} trials ${dim(`(${((Date.now() - started) / 1000).toFixed(1)}s)`)}`);
+  if (o.disableVerification) console.log(`${bold("not verified")} (--disable-verification): ${results.length} trials, no rewards ${dim(`(${((Date.now() - started) / 1000).toFixed(1)}s)`)}`);
+  else console.log(`${bold("mean reward")} ${mean.toFixed(3)} over ${results.length} trials ${dim(`(${((Date.now() - started) / 1000).toFixed(1)}s)`)}`);
   if (errors.length) console.log(`errors: ${infra.length} infrastructure (model server, engine; \`--resume\` runs them again), ${errors.length - infra.length} task/agent`);
   for (const r of errors) console.log(`  ${red(stripControl(r.exception_info!.exception_type))}${r.exception_info!.infrastructure ? " (infrastructure)" : ""} ${stripControl(r.trial_name)}: ${stripControl(r.exception_info!.exception_message)}`);
   if (errors.some((r) => r.exception_info?.infrastructure)) console.log(dim(`infrastructure errors can be re-run: ${resumeCommand(jobDir, o)} --retry-errors`));

@@ -3,6 +3,8 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { JobFile } from "../results/jobFile.js";
+import { retryPolicyOf } from "../jobs/retryPolicy.js";
+import { checkArtifactPath } from "../trial/collectLogs.js";
 import type { EvalOptions } from "./eval.js";
 import { AGENT_ENV, AGENT_KWARGS, extraInstructionsOf, harborJobName, keyOf, parseEnvPairs, parseKwargs, refusal, splitModel } from "./harborFlags.js";
 
@@ -18,8 +20,6 @@ type Raw = Record<string, unknown>;
 const AGENTS = ["tmax", "oracle", "nop"];
 const BACKENDS = ["docker", "daytona", "local"];
 
-/** Harbor's RetryConfig.exclude_exceptions default (harbor/models/job/config.py). */
-export const HARBOR_RETRY_EXCLUDE = ["AgentTimeoutError", "VerifierTimeoutError", "RewardFileNotFoundError", "RewardFileEmptyError", "VerifierOutputParseError", "ApiUsageLimitError", "AgentSafetyRefusalError", "AgentAuthenticationError", "ModelNotFoundError"];
 
 /** A Harbor alias and the tmax option it sets; `old` = a tmax name kept one release with a deprecation line. */
 const ALIASES: { to: string; from: string[]; flags: string; old?: Record<string, string> }[] = [
@@ -117,9 +117,33 @@ export function resolveEval(raw: Raw, source: (key: string) => string | undefine
     o.extraInstructions = extra;
     given.add("extraInstructions");
   }
+  if (o.enableVerification && typed.has("disableVerification")) throw new Error("--disable-verification and --enable-verification both given: pick one");
+  if (o.enableVerification) o.disableVerification = undefined;
+  if (o.artifact !== undefined) o.artifact = (o.artifact as unknown[]).map((a) => checkArtifactPath(artifactSource(a)));
+  if (o.delete === false) notices.push("note: --no-delete is recorded; tmax removes each trial's container (as Harbor's docker environment does) and keeps built task images as its cache either way (tmax sandbox prune removes them)");
+  if (o.disableVerification) notices.push("note: --disable-verification: the tests do not run; every trial's reward is 0, and the job's mean is not a score");
+  // Harbor's retry rule when one of its retry options is given (typed or in the file); else tmax's: infrastructure
+  // failures only. Checked here (a bad type name is a usage error), applied by the runner.
+  if (["r", "maxRetries", "retryInclude", "retryExclude"].some((k) => typed.has(k) || fromFile[k] !== undefined)) {
+    o.retryHarbor = true;
+    given.add("retryHarbor");
+  }
+  retryPolicyOf(o.retryInclude as string[] | undefined, o.retryExclude as string[] | null | undefined);
   const verifierEnv = parseEnvPairs(o.verifierEnv as string[] | undefined, "--ve");
   o.verifierEnv = Object.keys(verifierEnv).length ? verifierEnv : undefined;
   return { options: o as unknown as EvalOptions, given, notices };
+}
+
+/** An `artifacts:` entry of a job file (a path, or Harbor's object form with `source`) or an --artifact value. */
+function artifactSource(a: unknown): string {
+  if (typeof a === "string") return a;
+  if (a && typeof a === "object" && typeof (a as { source?: unknown }).source === "string") {
+    const { source, destination, service } = a as { source: string; destination?: unknown; service?: unknown };
+    if (destination != null) throw new Error(`artifacts: ${source}: a destination is Harbor's; tmax keeps each artifact at its container path under <trial>/artifacts/`);
+    if (service != null && service !== "main") throw new Error(`artifacts: ${source}: service ${JSON.stringify(service)}: tmax collects from the task's main container only`);
+    return source;
+  }
+  throw new Error(`artifacts: ${JSON.stringify(a)}: expected a container path or {source: path}`);
 }
 
 /** Harbor's aliases folded into tmax's option keys; conflicting values of one setting are refused. */
@@ -165,8 +189,7 @@ export function optionsOfJobFile(f: JobFile): Raw {
   if (f.quiet) o.quiet = true;
   put("maxRetries", f.retry?.max_retries);
   if (f.retry?.include_exceptions?.length) o.retryInclude = f.retry.include_exceptions;
-  const exclude = f.retry?.exclude_exceptions;
-  if (exclude && JSON.stringify([...exclude].sort()) !== JSON.stringify([...HARBOR_RETRY_EXCLUDE].sort())) o.retryExclude = exclude;
+  if (f.retry?.exclude_exceptions !== undefined) o.retryExclude = f.retry.exclude_exceptions; // null: nothing excluded
   const e = f.environment ?? {};
   put("env", e.type);
   put("environmentImportPath", e.import_path);
@@ -236,9 +259,11 @@ export function jobFileOf(o: EvalOptions): JobFile {
     debug: Boolean(o.debug),
     n_concurrent_trials: o.n,
     quiet: Boolean(o.quiet),
-    retry: { max_retries: o.infraRetries },
-    environment: strip({ type: o.backend, force_build: Boolean(o.forceBuild), delete: true, override_cpus: o.resources?.cpus, override_memory_mb: o.resources?.memoryMb }),
-    ...(o.verifierEnv ? { verifier: { env: o.verifierEnv } } : {}),
+    // Harbor's rule as Harbor's retry section; tmax's infrastructure-only rule as tmax's --infra-retries
+    ...(o.retryHarbor ? { retry: { max_retries: o.infraRetries, ...(o.retryInclude?.length ? { include_exceptions: o.retryInclude } : {}), ...(o.retryExclude !== undefined ? { exclude_exceptions: o.retryExclude } : {}) } } : {}),
+    environment: strip({ type: o.backend, force_build: Boolean(o.forceBuild), delete: o.delete !== false, override_cpus: o.resources?.cpus, override_memory_mb: o.resources?.memoryMb }),
+    ...(o.verifierEnv || o.disableVerification ? { verifier: strip({ env: o.verifierEnv, disable: o.disableVerification ? true : undefined }) } : {}),
+    ...(o.artifact?.length ? { artifacts: o.artifact } : {}),
     agents: [strip({ name: o.agent, model_name: o.agent === "tmax" ? (o.modelName ?? o.model) : undefined })],
     datasets: dataset
       ? [strip({
@@ -251,6 +276,7 @@ export function jobFileOf(o: EvalOptions): JobFile {
       : [],
     ...(o.extraInstructions?.length ? { extra_instructions: o.extraInstructions } : {}),
     tmax: strip({
+      infra_retries: o.retryHarbor ? undefined : o.infraRetries,
       profile: o.profile,
       base_url: o.baseUrl,
       max_tokens: o.maxTokens,

@@ -52,7 +52,6 @@ export const REFUSED: { flags: string; why: string; value?: boolean }[] = [
   { flags: "--bridge-prompt-path <file>", why: "configures Harbor's simulated-user bridge" },
   { flags: "--bk, --bridge-kwarg <k=v>", why: "configures Harbor's simulated-user bridge" },
   // environment features tmax leaves out on purpose
-  { flags: "--no-delete", value: false, why: "keeps Harbor's environment after the trial; tmax always removes a trial's sandbox (nothing leaks); try a task by hand with tmax run --task DIR" },
   { flags: "--mounts, --mounts-json <json>", why: "mounts host paths into Harbor's containers; tmax never gives a task's container host paths" },
   { flags: "--extra-docker-compose <file>", why: "overlays Harbor's compose file; tmax runs a task's own compose file only" },
   { flags: "--ek, --environment-kwarg <k=v>", why: "configures a Harbor environment class" },
@@ -66,10 +65,6 @@ export const REFUSED: { flags: string; why: string; value?: boolean }[] = [
   { flags: "--repo <org/name>", why: "resolves datasets from a Harbor git registry; use -d name@version with --registry-url/--registry-path" },
   { flags: "--task-git-url <url>", why: "clones a Harbor task from git; clone it and pass -p DIR" },
   { flags: "--task-git-commit <id>", why: "clones a Harbor task from git; clone it and pass -p DIR" },
-  { flags: "--artifact <path>", why: "downloads a container path after the trial; tmax keeps /logs/artifacts (write artifacts there)" },
-  { flags: "--disable-verification", value: true, why: "skips Harbor's verifier; a tmax trial is always verified (its reward is the point)" },
-  { flags: "--retry-include <type>", why: "retries trials by exception type; tmax retries infrastructure failures (-r/--max-retries) and re-runs chosen types with tmax jobs resume -f TYPE" },
-  { flags: "--retry-exclude <type>", why: "retries trials by exception type; tmax retries infrastructure failures (-r/--max-retries) and re-runs chosen types with tmax jobs resume -f TYPE" },
   { flags: "--export-traces", value: true, why: "exports Harbor traces after the job; use tmax traces export JOB_DIR" },
   { flags: "--export-sharegpt", value: true, why: "exports Harbor traces after the job; use tmax traces export JOB_DIR" },
   { flags: "--export-episodes <which>", why: "exports Harbor traces after the job; use tmax traces export JOB_DIR" },
@@ -122,7 +117,9 @@ export function addHarborOptions(cmd: Command): Command {
   cmd.addOption(new Option("--silent").hideHelp());
   cmd.option("--debug", "print the stack of an error (as TMAX_DEBUG=1)");
   cmd.option("--n-concurrent-agents <n>", "Harbor's per-agent cap: with tmax's one agent a job, it lowers -n", toInt);
-  cmd.option("--max-retries <n>", "(-r) re-runs of a trial that failed on infrastructure (engine, model server), with backoff (= --infra-retries)", toInt);
+  cmd.option("--max-retries <n>", "(-r) Harbor's retries: re-runs of a trial that ended in an error of a type the retry lists allow (without -r: --infra-retries)", toInt);
+  cmd.option("--retry-include <type>", "retry only these exception types (repeatable; default: every type not excluded)", collect);
+  cmd.option("--retry-exclude <type>", "never retry these exception types (repeatable; replaces Harbor's default: timeouts, reward-file errors, refused requests)", collect);
   cmd.addOption(new Option("-r <n>").argParser(toInt).hideHelp()); // apart, so that only the long name (tmax's old meaning) gets the note
   cmd.option("-y, --yes", "accepted for Harbor's scripts (tmax never asks)");
   cmd.option("--env-file <file>", "a .env file loaded into tmax's environment first (TMAX_*, OPENAI_API_KEY, DAYTONA_API_KEY, --pass-env names)");
@@ -139,12 +136,16 @@ export function addHarborOptions(cmd: Command): Command {
   cmd.option("--extra-instruction-path <file>", "a file appended to every task's instruction, before --extra-instruction (repeatable)", collect);
   cmd.optionsGroup("Environment:");
   cmd.option("--no-force-build", "use a task's prebuilt docker_image when it names one (the default)");
-  cmd.addOption(new Option("--delete", "remove the environment after the trial (always so in tmax)").hideHelp());
+  cmd.addOption(new Option("--delete", "Harbor's default: remove the environment after the trial").hideHelp());
+  cmd.option("--no-delete", "Harbor's keep-the-environment: recorded; tmax removes each trial's container and keeps built task images either way");
   cmd.option("--cpus <mode>", "how task CPUs apply: auto or limit (tmax: a limit)");
   cmd.option("--memory <mode>", "how task memory applies: auto or limit (tmax: a limit)");
   cmd.option("--override-cpus <n>", "CPUs of every container, over the task's", toInt);
   cmd.option("--override-memory-mb <mb>", "memory of every container in MB, over the task's", toInt);
+  cmd.option("--artifact <path>", "a container path collected after each trial into <trial>/artifacts/<path>, with Harbor's manifest.json (repeatable)", collect);
   cmd.optionsGroup("Verifier:");
+  cmd.option("--disable-verification", "do not run the tests (trajectories only): no verifier result, every reward 0 and not a score");
+  cmd.addOption(new Option("--enable-verification", "Harbor's default: run the tests").hideHelp());
   cmd.option("--ve, --verifier-env <KEY=VALUE>", "a variable for the verifier, over the task's [verifier.env] (repeatable; the value is never written to the job dir)", collect);
   cmd.optionsGroup("");
   return addRefusedOptions(cmd);

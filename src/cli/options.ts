@@ -38,7 +38,7 @@ export function addEvalOptions(cmd: Command): Command {
     .option("--category <c>", "only tasks of this category")
     .option("--difficulty <d>", "only tasks of this difficulty")
     .option("--skip-invalid", "leave invalid tasks out (reported, never scored) instead of refusing the job")
-    .option("--infra-retries <n>", "re-runs of a trial that failed on infrastructure (engine, model server), with exponential backoff (= -r/--max-retries)", toInt, 2)
+    .option("--infra-retries <n>", "re-runs of a trial that failed on infrastructure (engine, model server, build), with exponential backoff; -r/--max-retries is Harbor's rule instead", toInt, 2)
     .option("--pause-after <n>", "consecutive infrastructure failures that pause the job until the model server and engine answer again", toInt, 3)
     .option("--max-pause <sec>", "longest such pause before the job stops (resume it later with --resume)", toInt, 1800)
     .option("--price-table <file>", "JSON/YAML of model prices in USD per million tokens, {\"<model>\": {\"input\": 2, \"output\": 8, \"cached_input\": 0.5}}: trials get cost_usd")

@@ -9,6 +9,7 @@ import type { DatasetFilters } from "../tasks/load.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import { redactUrl } from "../util/redact.js";
 import { harborAgent, harborEnvironment } from "../results/harbor.js";
+import { INFRA_RETRY_POLICY, retryConfigOf, type RetryPolicy } from "./retryPolicy.js";
 import { JobConfig, type AgentName, type TrialResult } from "../results/schema.js";
 import type { TrialSettings } from "../trial/trial.js";
 
@@ -22,14 +23,18 @@ export interface JobConfigInput extends TrialSettings {
   filters?: DatasetFilters;
   /** Harbor's n_tasks: only the first n tasks (by name) after the filters. */
   nTasks?: number;
-  /** Extra attempts for a trial that failed on infrastructure (engine, model server unreachable). */
+  /** Harbor's -r/--max-retries: extra runs of a trial that ended in an exception the retry policy allows. */
   infraRetries: number;
+  /** Which failures are retried: Harbor's rule (-r, --retry-include/-exclude) or tmax's default, infrastructure only. */
+  retryPolicy?: RetryPolicy;
   /** The model's price (--price-*): each trial's cost_usd; none → null costs. A resume without one keeps the stored one. */
   price?: ModelPrice;
   /** --max-cost: no trial starts once the job's summed cost_usd reaches it (the job stays resumable). */
   maxCostUsd?: number;
   /** Harbor's model_name as given (`hosted_vllm/x`) when it differs from the served name. */
   modelName?: string;
+  /** Harbor's --delete/--no-delete, recorded (tmax removes each trial's container either way; see docs/eval-and-harbor.md). */
+  deleteEnvironment?: boolean;
   /** Harbor's agent setup multiplier: recorded only (tmax's agents have no setup phase). */
   agentSetupTimeoutMultiplier?: number;
 }
@@ -39,7 +44,7 @@ export interface JobConfigInput extends TrialSettings {
  * mirrors of tmax's own fields (n_attempts = k, agents = agent/model/limits, datasets = dataset/filters, environment =
  * backend), so that a change is named once, in tmax's terms.
  */
-const RUNTIME_FIELDS = new Set(["job_name", "jobs_dir", "job_id", "created_at", "n_concurrent_trials", "retry", "n_attempts", "agents", "datasets", "environment", "dataset_name", "price", "max_cost_usd"]);
+const RUNTIME_FIELDS = new Set(["job_name", "jobs_dir", "job_id", "created_at", "n_concurrent_trials", "retry", "n_attempts", "agents", "datasets", "environment", "dataset_name", "price", "max_cost_usd", "artifacts"]);
 
 const view = (c: Record<string, unknown>, k: string) =>
   JSON.stringify(k === "model" && c.model && typeof c.model === "object" ? { ...(c.model as object), base_url: undefined } : c[k]);
@@ -66,12 +71,14 @@ export function jobConfigOf(opts: JobConfigInput, o: { jobName: string; datasetD
     environment_build_timeout_multiplier: opts.buildTimeoutMultiplier ?? null,
     ...(opts.agentSetupTimeoutMultiplier !== undefined ? { agent_setup_timeout_multiplier: opts.agentSetupTimeoutMultiplier } : {}),
     n_concurrent_trials: opts.concurrency,
-    retry: { max_retries: opts.infraRetries },
-    environment: { ...harborEnvironment(opts.backend, !opts.forceBuild), ...(opts.resources?.cpus !== undefined ? { override_cpus: opts.resources.cpus } : {}), ...(opts.resources?.memoryMb !== undefined ? { override_memory_mb: opts.resources.memoryMb } : {}) },
+    retry: retryConfigOf(opts.infraRetries, opts.retryPolicy ?? INFRA_RETRY_POLICY),
+    environment: { ...harborEnvironment(opts.backend, !opts.forceBuild, opts.deleteEnvironment ?? true), ...(opts.resources?.cpus !== undefined ? { override_cpus: opts.resources.cpus } : {}), ...(opts.resources?.memoryMb !== undefined ? { override_memory_mb: opts.resources.memoryMb } : {}) },
     agents: [harborAgent(opts.agent, model ? (opts.modelName ?? model.model) : null, opts.agent === "tmax" ? { profile: opts.profile, ...(limits ?? {}) } : {})],
     datasets: [{ path: o.datasetDir, task_names: f.include?.length ? f.include : null, exclude_task_names: f.exclude?.length ? f.exclude : null, n_tasks: opts.nTasks ?? null }],
     tasks: [],
     ...(opts.extraInstructions?.length ? { extra_instructions: opts.extraInstructions } : {}),
+    ...(opts.disableVerification ? { verifier: { disable: true } } : {}),
+    ...(opts.artifacts?.length ? { artifacts: opts.artifacts } : {}),
     schema: "tmax.job/v2",
     ...(opts.verifierEnv && Object.keys(opts.verifierEnv).length ? { verifier_env_keys: Object.keys(opts.verifierEnv).sort() } : {}),
     job_id: "",

@@ -16,6 +16,7 @@ import type { Task } from "../tasks/types.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import { jitteredBackoff } from "../util/backoff.js";
 import { CircuitBreaker } from "./breaker.js";
+import { INFRA_RETRY_POLICY, retriesTrial } from "./retryPolicy.js";
 import { harborJobResult, harborLock, phaseMultipliers } from "../results/harbor.js";
 import { ensureJobId } from "./identity.js";
 import { lockJobDir } from "./lock.js";
@@ -197,6 +198,7 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
       signal,
     });
     let stopped: Error | undefined;
+    const retry = opts.retryPolicy ?? INFRA_RETRY_POLICY;
 
     const limit = pLimit(Math.max(1, opts.concurrency));
     await Promise.all(
@@ -257,24 +259,35 @@ export async function runJob(opts: JobOptions, hooks: JobHooks = {}): Promise<Tr
               resources: opts.resources,
               extraInstructions: opts.extraInstructions,
               verifierEnv: opts.verifierEnv,
+              disableVerification: opts.disableVerification,
+              artifacts: opts.artifacts,
               signal,
               onEvent: hooks.onEvent ? (e) => hooks.onEvent!(tname, e) : undefined,
               onPhase: hooks.onTrial ? (phase) => hooks.onTrial!({ type: "phase", trial: tname, phase }) : undefined,
             });
             const info = result.exception_info;
+            const retryable = info !== null && retriesTrial(info, retry);
             if (!info?.infrastructure) {
               breaker.success();
-              break;
+              // the task's or the agent's failure: retried as Harbor does (-r, --retry-include/-exclude), after 1 s
+              if (!retryable || tries >= opts.infraRetries || signal.aborted) break;
+              await new Promise((r) => setTimeout(r, 1000));
+              if (signal.aborted) break;
+              tries++;
+              hooks.onNotice?.(`retry ${tries}/${opts.infraRetries} of ${tname}: ${info!.exception_type}: ${info!.exception_message}`);
+              hooks.onTrial?.({ type: "retry", trial: tname, retry: tries, reason: info!.exception_message });
+              await rm(dir, { recursive: true, force: true });
+              continue;
             }
             breaker.failure(info.exception_message);
             if (signal.aborted) break;
             // Back off (exponential, jittered) before deciding: other trials' failures may pause the job meanwhile.
             // A failure during an outage is the outage's, not the trial's: it waits at the gate and runs again.
-            // Isolated failures use the retry budget.
+            // Isolated failures use the retry budget, when the retry policy allows their type.
             const wait = jitteredBackoff(tries, 2000, 60_000);
             await new Promise((r) => setTimeout(r, wait));
             if (!breaker.paused && breaker.pauses === pausesBefore) {
-              if (tries >= opts.infraRetries) break;
+              if (!retryable || tries >= opts.infraRetries) break;
               tries++;
               hooks.onNotice?.(`retry ${tries}/${opts.infraRetries} of ${tname}: ${info.exception_message}`);
               hooks.onTrial?.({ type: "retry", trial: tname, retry: tries, reason: info.exception_message });

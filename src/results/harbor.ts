@@ -23,13 +23,13 @@ export function phaseMultipliers(m: TimeoutMultipliers): { agent: number; verifi
 }
 
 /** Harbor's EnvironmentType for a tmax backend; the local backend has none, so it is named by import_path. */
-export function harborEnvironment(backend: SandboxBackendName, preferPrebuilt = false) {
+export function harborEnvironment(backend: SandboxBackendName, preferPrebuilt = false, deleteAfter = true) {
   const known = backend === "docker" || backend === "daytona";
   return {
     type: known ? backend : null,
     import_path: known ? null : `tmax:${backend}`,
     force_build: !preferPrebuilt,
-    delete: true,
+    delete: deleteAfter,
     kwargs: {},
   };
 }
@@ -51,6 +51,7 @@ export interface TrialConfigInput extends TimeoutMultipliers {
   backend: SandboxBackendName;
   preferPrebuilt?: boolean;
   agentKwargs?: Record<string, unknown>;
+  disableVerification?: boolean;
 }
 
 export function harborTrialConfig(i: TrialConfigInput): TrialConfig {
@@ -64,7 +65,7 @@ export function harborTrialConfig(i: TrialConfigInput): TrialConfig {
     environment_build_timeout_multiplier: i.buildTimeoutMultiplier ?? null,
     agent: harborAgent(i.agent, i.model, i.agentKwargs),
     environment: harborEnvironment(i.backend, i.preferPrebuilt),
-    verifier: { override_timeout_sec: null, disable: false },
+    verifier: { override_timeout_sec: null, disable: Boolean(i.disableVerification) },
     job_id: i.jobId,
     task_name: i.taskName,
     attempt: i.attempt,
@@ -72,6 +73,19 @@ export function harborTrialConfig(i: TrialConfigInput): TrialConfig {
     tmax_agent: i.agent,
   };
 }
+
+/** Harbor's RetryConfig.exclude_exceptions default (harbor/models/job/config.py). */
+export const HARBOR_RETRY_EXCLUDE: readonly string[] = [
+  "AgentTimeoutError",
+  "VerifierTimeoutError",
+  "RewardFileNotFoundError",
+  "RewardFileEmptyError",
+  "VerifierOutputParseError",
+  "ApiUsageLimitError",
+  "AgentSafetyRefusalError",
+  "AgentAuthenticationError",
+  "ModelNotFoundError",
+];
 
 /**
  * tmax's exception names mapped to Harbor's where Harbor has one (its retry config and viewer know these);
@@ -225,7 +239,7 @@ export function harborLock(config: JobConfig, tasks: { name: string; dir: string
         agent,
         skills: [],
         environment: config.environment,
-        verifier: { override_timeout_sec: null, disable: false },
+        verifier: { override_timeout_sec: null, disable: Boolean(config.verifier?.disable) },
       });
     }
   }
@@ -235,7 +249,14 @@ export function harborLock(config: JobConfig, tasks: { name: string; dir: string
     harbor: { version: null, git_commit_hash: null, is_editable: null },
     invocation: sanitizeInvocation(invocation),
     n_concurrent_trials: config.n_concurrent_trials,
-    retry: { max_retries: config.retry.max_retries, include_exceptions: null, exclude_exceptions: ["AgentTimeoutError", "VerifierTimeoutError", "RewardFileNotFoundError", "RewardFileEmptyError", "VerifierOutputParseError"], wait_multiplier: 1, min_wait_sec: 1, max_wait_sec: 60 },
+    retry: {
+      max_retries: config.retry.max_retries,
+      include_exceptions: config.retry.include_exceptions ?? null,
+      exclude_exceptions: config.retry.exclude_exceptions === undefined ? [...HARBOR_RETRY_EXCLUDE] : config.retry.exclude_exceptions,
+      wait_multiplier: 1,
+      min_wait_sec: 1,
+      max_wait_sec: 60,
+    },
     trials,
     tmax: { version: TMAX_VERSION },
   };

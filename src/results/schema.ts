@@ -176,7 +176,14 @@ export const JobConfig = z.object({
   /** Recorded as given; tmax's agents have no setup phase. */
   agent_setup_timeout_multiplier: z.number().nullable().optional(),
   n_concurrent_trials: z.number(),
-  retry: z.object({ max_retries: z.number() }),
+  /** Harbor's RetryConfig (the include/exclude lists are absent in older tmax jobs, which retried infrastructure errors only). */
+  retry: z.object({
+    max_retries: z.number(),
+    include_exceptions: z.array(z.string()).nullable().optional(),
+    exclude_exceptions: z.array(z.string()).nullable().optional(),
+    /** tmax's default rule: only infrastructure failures are retried (the lists then say nothing). */
+    infrastructure_only: z.boolean().optional(),
+  }),
   environment: HarborEnvironmentConfig,
   agents: z.array(HarborAgentConfig),
   datasets: z.array(
@@ -190,6 +197,10 @@ export const JobConfig = z.object({
   tasks: z.array(z.unknown()),
   /** Texts appended to every task's instruction (--extra-instruction, --extra-instruction-path). */
   extra_instructions: z.array(z.string()).optional(),
+  /** Harbor's --disable-verification (absent: verified). */
+  verifier: z.object({ disable: z.boolean() }).optional(),
+  /** Harbor's --artifact: container paths collected into each trial's artifacts/ (absent: none). */
+  artifacts: z.array(z.string()).optional(),
   // tmax
   /** The names of the --ve variables (their values are never written: a resume needs them again). */
   verifier_env_keys: z.array(z.string()).optional(),

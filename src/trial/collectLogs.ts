@@ -1,6 +1,7 @@
 // The container's /logs come back as untrusted data under `<trial>/sandbox/` (agent, verifier, artifacts),
 // through the safe extractor with one per-trial budget; secrets are masked in what was written; a bounded,
-// redacted copy of the verifier's output is kept at `<trial>/verifier/test-stdout.txt`.
+// redacted copy of the verifier's output is kept at `<trial>/verifier/test-stdout.txt`. Harbor's --artifact paths
+// come back under `<trial>/artifacts/` (mirrored by their container path) with Harbor's manifest.json.
 import { constants as C } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
@@ -91,4 +92,62 @@ async function copyTestStdout(dest: string, trialDir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** Where --artifact paths go (relative to the trial dir), as Harbor lays them out. */
+export const ARTIFACTS_SUBDIR = "artifacts";
+
+/** One entry of Harbor's `artifacts/manifest.json`. */
+export interface ArtifactRecord {
+  source: string;
+  destination: string;
+  type: "file" | "directory" | null;
+  status: "ok" | "failed";
+  service: null;
+  error?: string;
+}
+
+/**
+ * An --artifact path as given: absolute, normalized, not the root, not the manifest's own name. The error is one
+ * line naming the flag (checked before a job starts).
+ */
+export function checkArtifactPath(p: string): string {
+  const norm = path.posix.normalize(p).replace(/\/+$/, "") || "/";
+  if (!p.startsWith("/") || norm === "/" || p.split("/").includes("..")) {
+    throw new Error(`--artifact ${JSON.stringify(p)}: expected an absolute path in the container, other than /, without .. (e.g. /app/output.txt)`);
+  }
+  if (norm === "/manifest.json") throw new Error(`--artifact ${p}: would land on artifacts/manifest.json, the collection's own record`);
+  return norm;
+}
+
+/**
+ * Harbor's config-driven artifacts: each container path to `<trial>/artifacts/<path>`, best-effort (a missing or
+ * failed path is recorded in the manifest and never fails the trial), within the trial's download budget.
+ */
+export async function collectArtifacts(sandbox: Sandbox, trialDir: string, paths: string[], budget: ExtractBudget): Promise<ArtifactRecord[]> {
+  const root = path.join(trialDir, ARTIFACTS_SUBDIR);
+  await fs.mkdir(root, { recursive: true });
+  const records: ArtifactRecord[] = [];
+  for (const source of paths) {
+    const rel = source.replace(/^\/+/, "");
+    const record: ArtifactRecord = { source, destination: path.posix.join(ARTIFACTS_SUBDIR, rel), type: null, status: "failed", service: null };
+    records.push(record);
+    try {
+      const parent = path.join(root, path.dirname(rel));
+      await fs.mkdir(parent, { recursive: true });
+      if (!(await sandbox.download(source, parent, budget))) {
+        record.error = "not found in the container";
+        continue;
+      }
+      const st = await fs.lstat(path.join(root, rel)).catch(() => null);
+      record.type = st?.isDirectory() ? "directory" : st?.isFile() ? "file" : null;
+      record.status = st ? "ok" : "failed";
+      if (!st) record.error = "nothing was written (see the trial's download summary)";
+    } catch (err) {
+      record.error = String((err as Error).message).split("\n")[0];
+    }
+  }
+  await fs.writeFile(path.join(root, "manifest.json"), `${JSON.stringify(records, null, 2)}\n`);
+  await redactTree(root, budget).catch(() => undefined);
+  return records;
 }

@@ -22,7 +22,7 @@ import { checkTaskTimeouts } from "../tasks/timeouts.js";
 import type { Task } from "../tasks/types.js";
 import { writeJsonAtomic } from "../util/fs.js";
 import { TMAX_VERSION } from "../util/version.js";
-import { collectLogs } from "./collectLogs.js";
+import { collectArtifacts, collectLogs } from "./collectLogs.js";
 import type { AgentName, TrialResult } from "../results/schema.js";
 import { rewardOf } from "../results/reward.js";
 import { exceptionInfo, isInfrastructureKind, TrialPhaseError } from "./errors.js";
@@ -73,6 +73,10 @@ export interface TrialSettings {
   extraInstructions?: string[];
   /** Harbor's --ve: variables for the verifier, over the task's [verifier.env] (never written to files). */
   verifierEnv?: Record<string, string>;
+  /** Harbor's --disable-verification: the tests never run; no verifier result, reward 0 (not a score). */
+  disableVerification?: boolean;
+  /** Harbor's --artifact: container paths collected after the trial into `<trial>/artifacts/` (checked, absolute). */
+  artifacts?: string[];
 }
 
 /**
@@ -134,6 +138,8 @@ export interface TrialInput {
   agentTimeout?: TrialSettings["agentTimeout"];
   extraInstructions?: TrialSettings["extraInstructions"];
   verifierEnv?: TrialSettings["verifierEnv"];
+  disableVerification?: boolean;
+  artifacts?: string[];
   /** Harbor's `source`: the dataset's name (default: the dataset directory's name). */
   datasetName?: string;
   onEvent?: (event: AgentEvent) => void;
@@ -172,6 +178,7 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
     backend: input.backend.name,
     preferPrebuilt: !input.forceBuild,
     agentKwargs: agent === "tmax" ? { profile: input.profile ?? "eval", ...(input.agentLimits ?? {}) } : {},
+    disableVerification: input.disableVerification,
     timeoutMultiplier: input.timeoutMultiplier ?? 1,
     agentTimeoutMultiplier: input.agentTimeoutMultiplier,
     verifierTimeoutMultiplier: input.verifierTimeoutMultiplier,
@@ -215,6 +222,20 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
   // one download budget per trial, shared by the verifier's logs (from where it ran) and the rest
   const downloadBudget = newBudget();
   let verifierLogsCollected = false;
+  // 5. logs: untrusted data under <trial>/sandbox/ (and --artifact paths under <trial>/artifacts/), never over tmax's own files
+  const finishLogs = async (verifierDone: boolean): Promise<TrialResult> => {
+    input.onPhase?.("logs");
+    result.downloads = await collectLogs(sandbox!, trialDir, { remotes: verifierDone ? ["/logs/agent", "/logs/artifacts"] : undefined, budget: downloadBudget }).catch((e) => ({
+      files: 0,
+      bytes: 0,
+      entries: 0,
+      links: 0,
+      skipped: 0,
+      error: String((e as Error).message),
+    }));
+    if (input.artifacts?.length) await collectArtifacts(sandbox!, trialDir, input.artifacts, downloadBudget).catch(() => undefined);
+    return result;
+  };
   try {
     // 0. timeouts that a timer cannot hold fail the trial at once, not after a "timeout" that fires immediately
     checkTaskTimeouts(task, mult, input.agentLimits?.commandTimeoutSec);
@@ -268,7 +289,8 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
         }
       };
       await runSteps(input, sandbox, result, mult.agent, { runAgent, verify: verifyStep, fail }); // steps: one multiplier for agent and verifier
-      result.downloads = await collectLogs(sandbox, trialDir).catch((e) => ({ files: 0, bytes: 0, entries: 0, links: 0, skipped: 0, error: String((e as Error).message) }));
+      result.downloads = await collectLogs(sandbox, trialDir, { budget: downloadBudget }).catch((e) => ({ files: 0, bytes: 0, entries: 0, links: 0, skipped: 0, error: String((e as Error).message) }));
+      if (input.artifacts?.length) await collectArtifacts(sandbox, trialDir, input.artifacts, downloadBudget).catch(() => undefined);
       return result;
     }
 
@@ -289,6 +311,7 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
 
     // 3. verifier: the change scan (tamper report) frozen, then the tests, copied in only now and never visible
     // to the agent (src/trial/verifier.ts)
+    if (input.disableVerification) return await finishLogs(false); // Harbor's --disable-verification: no tests, no reward
     input.onPhase?.("verify");
     started = now();
     try {
@@ -325,16 +348,7 @@ export async function runTrial(input: TrialInput): Promise<TrialResult> {
     }
     if (tokenStream?.awaitingReport) tokenStream.problem ??= "submitted, but the verifier produced no test report to close the record";
 
-    // 5. logs: untrusted data under <trial>/sandbox/, never over tmax's own files
-    input.onPhase?.("logs");
-    result.downloads = await collectLogs(sandbox, trialDir, { remotes: verifierLogsCollected ? ["/logs/agent", "/logs/artifacts"] : undefined, budget: downloadBudget }).catch((e) => ({
-      files: 0,
-      bytes: 0,
-      entries: 0,
-      links: 0,
-      skipped: 0,
-      error: String((e as Error).message),
-    }));
+    await finishLogs(verifierLogsCollected);
   } catch (e) {
     fail(e);
   } finally {

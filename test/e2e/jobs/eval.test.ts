@@ -9,6 +9,8 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { SUBMIT_MARKER } from "../../../src/agent/observation.js";
 import { runJob, type JobOptions } from "../../../src/jobs/runner.js";
+import { INFRA_RETRY_POLICY, retryPolicyOf } from "../../../src/jobs/retryPolicy.js";
+import { registerSecret } from "../../../src/util/redact.js";
 import type { TrialResult } from "../../../src/results/schema.js";
 import { modelConfigFromOptions } from "../../../src/model/client.js";
 import { startFakeVllm, type FakeContext } from "../../support/fake-vllm.js";
@@ -131,6 +133,60 @@ describe("eval on the shipped examples", { skip: ENGINE_SKIP }, () => {
     } finally {
       await chatty.close();
     }
+  });
+
+  test("Harbor's retry rule: -r retries an agent error unless --retry-exclude names it or --retry-include does not; tmax's default retries infrastructure only", async () => {
+    const ds = path.join(tmp, "no-solution-ds");
+    await cp(path.join(EXAMPLES, "hello-file"), path.join(ds, "no-solution"), { recursive: true });
+    await rm(path.join(ds, "no-solution", "solution"), { recursive: true, force: true }); // the oracle fails: AgentError
+    const retriesOf = async (retryPolicy: JobOptions["retryPolicy"]) => {
+      let retries = 0;
+      const [r] = await runJob(base({ datasetDir: ds, infraRetries: 1, retryPolicy }), { onTrial: (e) => void (e.type === "retry" && retries++) });
+      assert.equal(r!.exception_info?.exception_type, "AgentError");
+      return retries;
+    };
+    assert.equal(await retriesOf(retryPolicyOf()), 1, "Harbor's default: every type but its exclude list");
+    assert.equal(await retriesOf(retryPolicyOf(undefined, ["AgentError"])), 0, "excluded");
+    assert.equal(await retriesOf(retryPolicyOf(["BuildError"])), 0, "not included");
+    assert.equal(await retriesOf(retryPolicyOf(["AgentError"], ["AgentError"])), 0, "the exclude list wins");
+    assert.equal(await retriesOf(INFRA_RETRY_POLICY), 0, "tmax's default: not an infrastructure failure");
+    assert.equal(await ourContainers(), "");
+  });
+
+  test("--artifact paths come back under <trial>/artifacts with Harbor's manifest; --disable-verification runs no tests", async () => {
+    const jobDir = path.join(tmp, "artifacts-job");
+    const secret = "tmax-artifact-secret-9f3e";
+    process.env.TMAX_TEST_ARTIFACT_KEY = secret;
+    registerSecret(secret);
+    const ds = path.join(tmp, "artifact-ds");
+    const t = path.join(ds, "hello-file");
+    await cp(path.join(EXAMPLES, "hello-file"), t, { recursive: true });
+    // the solution also leaves a directory with a nested file, a link out of it, and the secret (masked on the way out)
+    await writeFile(path.join(t, "solution", "solve.sh"), "#!/bin/bash\nprintf 'Hello, tmax!\\n' > /app/hello.txt\nmkdir -p /app/out/deep && echo nested > /app/out/deep/n.txt && ln -s /etc/passwd /app/out/link && echo \"key=$KEY\" > /app/out/key.txt\n");
+    await writeFile(path.join(t, "task.toml"), readFileSync(path.join(t, "task.toml"), "utf8") + '\n[solution.env]\nKEY = "${TMAX_TEST_ARTIFACT_KEY}"\n');
+    const [r] = await runJob(base({ datasetDir: ds, jobDir, artifacts: ["/app/hello.txt", "/app/out", "/no/such/path"], disableVerification: true, passEnv: ["TMAX_TEST_ARTIFACT_KEY"] }));
+    const trial = path.join(jobDir, r!.trial_name);
+    assert.equal(r!.exception_info, null, r!.exception_info?.exception_message);
+    assert.equal(r!.reward, 0);
+    assert.equal(r!.verifier_result, null);
+    assert.equal(r!.verifier, null, "the verifier phase never started");
+    assert.equal(r!.config.verifier.disable, true);
+    assert.equal(existsSync(path.join(trial, "verifier", "test-stdout.txt")), false, "no tests ran");
+    assert.equal(readFileSync(path.join(trial, "artifacts", "app", "hello.txt"), "utf8"), "Hello, tmax!\n");
+    assert.equal(readFileSync(path.join(trial, "artifacts", "app", "out", "deep", "n.txt"), "utf8"), "nested\n");
+    assert.equal(existsSync(path.join(trial, "artifacts", "app", "out", "link")), false, "links are never created on the host");
+    assert.equal(readFileSync(path.join(trial, "artifacts", "app", "out", "key.txt"), "utf8"), "key=***\n", "secrets are masked");
+    const manifest = JSON.parse(readFileSync(path.join(trial, "artifacts", "manifest.json"), "utf8")) as Array<Record<string, unknown>>;
+    assert.deepEqual(manifest.map((m) => [m.source, m.destination, m.type, m.status]), [
+      ["/app/hello.txt", "artifacts/app/hello.txt", "file", "ok"],
+      ["/app/out", "artifacts/app/out", "directory", "ok"],
+      ["/no/such/path", "artifacts/no/such/path", null, "failed"],
+    ]);
+    assert.equal(JSON.parse(readFileSync(path.join(jobDir, "config.json"), "utf8")).verifier.disable, true);
+    // the same task verified: the artifacts do not change its score
+    const [v] = await runJob(base({ datasetDir: ds, artifacts: ["/app/hello.txt"], passEnv: ["TMAX_TEST_ARTIFACT_KEY"] }));
+    assert.equal(v!.reward, 1);
+    assert.equal(await ourContainers(), "");
   });
 
   test("[verifier.env] and [solution.env] of task.toml reach test.sh and solve.sh", async () => {

@@ -11,6 +11,8 @@ import { jobFileOf, resolveEval, type ResolvedEval } from "../../../src/cli/eval
 import { jobOptionsOf, modelConfigOf, resolveResume } from "../../../src/cli/eval.js";
 import { flagName, parseDotenv, REFUSED, splitModel } from "../../../src/cli/harborFlags.js";
 import { jobConfigOf } from "../../../src/jobs/jobDir.js";
+import { retryPolicyOf, retryPolicyOfConfig } from "../../../src/jobs/retryPolicy.js";
+import { HARBOR_RETRY_EXCLUDE } from "../../../src/results/harbor.js";
 import { formatJobFile, parseJobFile, readJobFile, type JobFile } from "../../../src/results/jobFile.js";
 import { withExtra } from "../../../src/trial/trial.js";
 import { EXAMPLES, ROOT } from "../../support/env.js";
@@ -76,6 +78,16 @@ describe("each harbor run option sets its tmax setting", () => {
     [["--extra-instruction", "Be brief."], "extraInstructions", ["Be brief."]],
     [["--model-max-retries", "9"], "modelMaxRetries", 9],
     [["-y"], "agent", "tmax"],
+    [["--retry-include", "BuildError", "--retry-include", "AgentError"], "retryInclude", ["BuildError", "AgentError"]],
+    [["--retry-exclude", "AgentTimeoutError"], "retryExclude", ["AgentTimeoutError"]],
+    [["-r", "1"], "retryHarbor", true],
+    [["--retry-exclude", "X"], "retryHarbor", true],
+    [[], "retryHarbor", undefined],
+    [["--infra-retries", "3"], "retryHarbor", undefined],
+    [["--artifact", "/app/out.txt", "--artifact", "/data/results/"], "artifact", ["/app/out.txt", "/data/results"]],
+    [["--disable-verification"], "disableVerification", true],
+    [["--enable-verification"], "disableVerification", undefined],
+    [["--no-delete"], "delete", false],
   ];
   for (const [argv, key, expected] of cases) {
     test(`${argv.join(" ") || "(defaults)"} → ${key}`, () => {
@@ -142,6 +154,12 @@ describe("refusals and deprecations: one line each", () => {
     [["--job-dir", "a", "--job-name", "b"], /--job-dir and -o\/--jobs-dir or --job-name both given/],
     [["--job-name", "../x"], /a name, not a path/],
     [["-m", "a", "-m", "b"], /-m\/--model given twice \(a, b\): tmax runs one model a job/],
+    [["--artifact", "app/out.txt"], /--artifact "app\/out.txt": expected an absolute path in the container/],
+    [["--artifact", "/"], /expected an absolute path in the container, other than \//],
+    [["--artifact", "/app/../etc"], /without \.\./],
+    [["--artifact", "/manifest.json"], /artifacts\/manifest\.json/],
+    [["--retry-include", "not a type"], /--retry-include "not a type": expected an exception type name/],
+    [["--disable-verification", "--enable-verification"], /both given: pick one/],
   ];
   for (const [argv, re] of lines) test(`${argv.join(" ")} → ${re.source.slice(0, 50)}`, () => assert.throws(() => parse(argv), re));
 
@@ -158,6 +176,59 @@ describe("refusals and deprecations: one line each", () => {
   test("--env-file: KEY=VALUE lines, export and quotes, # comments; a bad line names file and line", () => {
     assert.deepEqual(parseDotenv('# c\nexport A=1\nB="two words"\nC=x # note\n\n', "e"), { A: "1", B: "two words", C: "x" });
     assert.throws(() => parseDotenv("A=1\nnot a line\n", ".env"), /^Error: --env-file \.env:2: expected KEY=VALUE$/);
+  });
+});
+
+describe("Harbor's retry rule, --artifact, --disable-verification and --no-delete in the job config", () => {
+  const configOf = (argv: string[], name: string) => {
+    const o = parse(["-p", EXAMPLES, ...argv]).options;
+    return jobConfigOf(jobOptionsOf(o, { datasetDir: EXAMPLES, jobDir: path.join(tmp, name), model: modelConfigOf(o) }), { jobName: name, datasetDir: EXAMPLES, checksums: {} });
+  };
+
+  test("without Harbor's retry options: infrastructure failures only, 2 re-runs (tmax's rule, recorded as such)", () => {
+    const c = configOf([], "r0");
+    assert.equal(c.retry.max_retries, 2);
+    assert.equal(c.retry.infrastructure_only, true);
+    assert.equal(retryPolicyOfConfig(c.retry).infrastructureOnly, true);
+  });
+
+  test("-r: Harbor's rule and lists; --retry-exclude replaces Harbor's default list; a file's exclude_exceptions: null excludes nothing", () => {
+    const c = configOf(["-r", "3"], "r1");
+    assert.deepEqual([c.retry.max_retries, c.retry.include_exceptions, c.retry.infrastructure_only], [3, null, undefined]);
+    assert.deepEqual(c.retry.exclude_exceptions, [...HARBOR_RETRY_EXCLUDE]);
+    const d = configOf(["-r", "1", "--retry-include", "BuildError", "--retry-exclude", "AgentError"], "r2");
+    assert.deepEqual([d.retry.include_exceptions, d.retry.exclude_exceptions], [["BuildError"], ["AgentError"]]);
+    const f = parse(["-p", EXAMPLES], parseJobFile("retry: {max_retries: 1, exclude_exceptions: null}\n")).options;
+    assert.equal(f.retryHarbor, true);
+    assert.equal(f.retryExclude, null);
+    assert.deepEqual(retryPolicyOf(f.retryInclude, f.retryExclude), { include: null, exclude: null });
+  });
+
+  test("a resume keeps the stored retry rule; -r given again switches to Harbor's (a run-time knob, not refused)", async () => {
+    const jobDir = path.join(tmp, "retry-resume");
+    await (await import("node:fs/promises")).mkdir(jobDir, { recursive: true });
+    await writeFile(path.join(jobDir, "config.json"), JSON.stringify(configOf(["--retry-include", "BuildError", "-r", "1"], "retry-resume")));
+    const kept = parse(["--resume", jobDir]);
+    const r = resolveResume(kept.options, kept.given);
+    assert.deepEqual([r.retryHarbor, r.retryInclude, r.infraRetries], [true, ["BuildError"], 1]);
+    const again = parse(["--resume", jobDir, "-r", "4"]);
+    assert.equal(resolveResume(again.options, again.given).infraRetries, 4);
+  });
+
+  test("--artifact, --disable-verification and --no-delete are recorded where Harbor records them, and print-config round-trips them", async () => {
+    const c = configOf(["--artifact", "/app/out.txt", "--disable-verification", "--no-delete"], "a1");
+    assert.deepEqual(c.artifacts, ["/app/out.txt"]);
+    assert.deepEqual(c.verifier, { disable: true });
+    assert.equal(c.environment.delete, false);
+    const r = parse(["-p", EXAMPLES, "--artifact", "/app/out.txt", "--disable-verification", "--no-delete"]);
+    assert.equal(r.notices.length, 2, r.notices.join("\n"));
+    const printed = formatJobFile(jobFileOf(r.options), "yaml");
+    const back = parse([], parseJobFile(printed, "p.yaml")).options;
+    assert.deepEqual([back.artifact, back.disableVerification, back.delete], [["/app/out.txt"], true, false]);
+    const plain = configOf([], "a2");
+    assert.equal(plain.verifier, undefined);
+    assert.equal(plain.artifacts, undefined);
+    assert.equal(plain.environment.delete, true);
   });
 });
 
@@ -202,7 +273,8 @@ describe("job config files (-c), --print-config, tmax jobs init", () => {
     assert.throws(() => parse([], parseJobFile("environment: {mounts: [{type: bind, source: /, target: /host}]}\n")), /^Error: --mounts\/--mounts-json mounts host paths/);
     assert.throws(() => parse([], parseJobFile("agents: [{name: a}, {name: b}]\n")), /tmax runs one agent a job/);
     assert.throws(() => parse([], parseJobFile("agents: [{import_path: 'x.y:Z'}]\n")), /^Error: --agent-import-path loads a Harbor agent class/);
-    assert.throws(() => parse([], parseJobFile("retry: {include_exceptions: [X]}\n")), /^Error: --retry-include /);
+    assert.throws(() => parse([], parseJobFile("artifacts: [{source: /app/x, destination: y}]\n")), /^Error: artifacts: \/app\/x: a destination is Harbor's/);
+    assert.throws(() => parse([], parseJobFile("artifacts: [{source: /var/log/x, service: api}]\n")), /from the task's main container only/);
     // Harbor's defaults as `harbor job init --full` writes them are accepted
     const full = parse([], parseJobFile("retry: {exclude_exceptions: [AgentTimeoutError, VerifierTimeoutError, RewardFileNotFoundError, RewardFileEmptyError, VerifierOutputParseError, ApiUsageLimitError, AgentSafetyRefusalError, AgentAuthenticationError, ModelNotFoundError]}\nenvironment: {delete: true, mounts: null}\nmetrics: []\nsource_jobs: []\n"));
     assert.equal(full.options.backend, "docker");
