@@ -4,6 +4,7 @@ import { mkdir, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import { Option, type Command } from "commander";
 import { collectTraces, findJobDirs, harborRows, sftLine, type TraceFormat, type TraceRow } from "../results/traces.js";
+import { importTraces } from "../results/tracesImport.js";
 import { stripControl } from "../util/terminal.js";
 import { errColor } from "./render.js";
 
@@ -20,9 +21,19 @@ interface ExportOptions {
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function registerTraces(program: Command): void {
-  program
-    .command("traces")
-    .description("trials' conversations as training data")
+  const traces = program.command("traces").description("trials' conversations as training data, and back");
+  traces
+    .command("import <file>")
+    .description("an SFT export (JSONL or .parquet) back into job dirs that tmax explore, tmax report and tmax traces export read")
+    .requiredOption("-o, --out <dir>", "a new (or empty) dir: one job dir per metadata.job")
+    .action(async (file: string, o: { out: string }) => {
+      const s = await importTraces(path.resolve(file), path.resolve(o.out));
+      for (const k of s.skipped.slice(0, 5)) console.error(errColor.yellow(`note: row ${k.row} skipped: ${stripControl(k.why)}`));
+      if (s.skipped.length > 5) console.error(errColor.yellow(`note: ${s.skipped.length - 5} more row(s) skipped`));
+      console.log(`imported ${s.trials} trial(s) into ${s.jobs.length} job dir(s) under ${path.resolve(o.out)}: tmax explore ${path.resolve(o.out)}`);
+      process.exitCode = s.trials === 0 ? 1 : 0;
+    });
+  traces
     .command("export <job-dirs...>")
     .description("export the conversations of job dirs (tmax's or Harbor's, or dirs of job dirs): SFT messages JSONL, Harbor's trace rows, or Parquet")
     .addOption(new Option("--format <f>", "sft (OpenAI messages JSONL), harbor (Harbor's traces export rows, JSONL), parquet (the sft rows)").choices(["sft", "harbor", "parquet"]).default("sft"))

@@ -14,6 +14,7 @@ import { renderQwenXmlToolCall } from "../model/qwenXml.js";
 import { bashTool } from "../model/client.js";
 import { trajectoryKind } from "./atif.js";
 import { readJob, type ReadJob, type ReadTrial } from "./read.js";
+import { isRegularFileSync, readTextCappedSync } from "./safeRead.js";
 
 type Json = Record<string, unknown>;
 const obj = (v: unknown): Json | null => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Json) : null);
@@ -111,8 +112,23 @@ export function readConversation(trialDir: string): { messages: Json[]; tools?: 
     return { messages, tools: [bashTool(str(agent?.toolDescription)) as unknown as Json] };
   }
   if (kind === "atif") return { messages: atifMessages(obj(data)!) };
-  if (kind === "messages") return { messages: (Array.isArray(data) ? data : (obj(data)!.messages as unknown[])).map(obj).filter((m): m is Json => m !== null) };
+  if (kind === "messages") {
+    const messages = (Array.isArray(data) ? data : (obj(data)!.messages as unknown[])).map(obj).filter((m): m is Json => m !== null);
+    const tools = readTools(path.join(trialDir, "agent", "tools.json"), trialDir);
+    return tools ? { messages, tools } : { messages };
+  }
   return { problem: `${path.basename(file)} is neither a tmax trajectory, ATIF nor a list of messages` };
+}
+
+/** The tools next to a plain message list (`tmax traces import` writes them there), when they are a list of objects. */
+function readTools(file: string, root: string): Json[] | undefined {
+  if (!isRegularFileSync(file, root)) return undefined;
+  try {
+    const v = JSON.parse(readTextCappedSync(file, root));
+    return Array.isArray(v) && v.every((t) => obj(t)) ? (v as Json[]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** ATIF steps as OpenAI chat messages: system/user steps as is, agent steps with tool_calls, observations as tool messages. */

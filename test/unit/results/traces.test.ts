@@ -114,3 +114,44 @@ test("Harbor job dirs: a plain message list and ATIF trajectories become chat me
   assert.deepEqual(assistants.map((m) => JSON.parse((m.tool_calls as any)[0].function.arguments).command), t.steps.map((s) => s.toolCall!.command));
   assert.deepEqual(conv.messages.filter((m) => m.role === "tool").map((m) => m.content), t.steps.flatMap((s) => s.executions!.map((e) => e.observation)));
 });
+
+test("an export round-trips: traces import → job dirs the explorer loads → export again gives the same rows; bad rows are skipped by line", async () => {
+  for (const format of ["sft", "parquet"] as const) {
+    const file = path.join(root, `round.${format === "sft" ? "jsonl" : "parquet"}`);
+    assert.equal(tmax(["traces", "export", job, "--format", format, "-o", file, "--all"]).status, 0);
+    const out = path.join(root, `imported-${format}`);
+    const run = tmax(["traces", "import", file, "-o", out]);
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /imported 4 trial\(s\) into 1 job dir/);
+    const back = collectTraces(findJobDirs([out]), { all: true });
+    const before = collectTraces([job], { all: true });
+    const key = (r: { metadata: { trial: string } }) => r.metadata.trial;
+    assert.deepEqual(back.sort((a, b) => key(a).localeCompare(key(b))).map((r) => [r.messages, r.tools, r.metadata.task, r.metadata.trial, r.metadata.reward, r.metadata.exception, r.metadata.job, r.metadata.model]),
+      before.sort((a, b) => key(a).localeCompare(key(b))).map((r) => [r.messages, r.tools, r.metadata.task, r.metadata.trial, r.metadata.reward, r.metadata.exception, r.metadata.job, r.metadata.model]));
+    // the explorer's loader sees the job, its trials and rewards, and draws each conversation
+    const { discoverSources, loadJob, loadTrajectory } = await import("../../../src/explore/load.js");
+    const found = await discoverSources(out);
+    assert.equal(found.jobs.length, 1);
+    const data = await loadJob(found.jobs[0]!);
+    assert.deepEqual(data.trials.map((t) => [t.trial, t.reward]).sort(), [["count__0", 1], ["count__1", 0], ["hello__0", 1], ["hello__1", 0]]);
+    assert.equal(typeof loadTrajectory, "function");
+    // importing into a dir that holds something is refused, nothing written
+    const again = tmax(["traces", "import", file, "-o", out]);
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /is not empty: import into a new dir/);
+  }
+  // untrusted rows: a path in a name stays inside, a bad row is one note with its line, a duplicate is skipped
+  const bad = path.join(root, "bad.jsonl");
+  const good = (trial: string, jobName = "../../escape") => JSON.stringify({ messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "ok" }], metadata: { job: jobName, task: "t", trial, reward: 1, exception: null } });
+  await writeFile(bad, [good("../t__0"), "{not json", JSON.stringify({ messages: [], metadata: {} }), good("../t__0"), ""].join("\n"));
+  const out = path.join(root, "imported-bad");
+  const run = tmax(["traces", "import", bad, "-o", out]);
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stderr, /row 2 skipped: not JSON/);
+  assert.match(run.stderr, /row 3 skipped: messages: /);
+  assert.match(run.stderr, /row 4 skipped: trial "\.\.\/t__0" of job "\.\.\/\.\.\/escape" appears twice/);
+  const dirs = findJobDirs([out]);
+  assert.equal(dirs.length, 1);
+  assert.ok(dirs[0]!.startsWith(out + path.sep), dirs[0]);
+  assert.equal(collectTraces(dirs)[0]!.metadata.job, "../../escape", "the name is kept in the job's config, the dir is safe");
+});
