@@ -9,6 +9,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
+import Docker from "dockerode";
 import { probeEngine } from "../../../src/sandbox/docker/discover.js";
 import { DOCKER_HOST, ENGINE_SKIP, EXAMPLES, ROOT, SHARED_SKIP, SHARED_TASKS, TEST_RUN } from "../../support/env.js";
 
@@ -72,10 +73,19 @@ async function rootlessPodman(): Promise<{ stop: () => Promise<void> } | string>
   if (!asUserOk("test", "-r", "/dev/net/tun", "-a", "-w", "/dev/net/tun")) return `skipped: /dev/net/tun is not read-write for ${USER} (sudo chmod 0666 /dev/net/tun)`;
   const sockets = [`/run/user/${uid}/podman/podman.sock`, `/tmp/podman-run-${uid}/podman/podman.sock`];
   const answers = async () => {
-    for (const s of sockets) if ((await probeEngine({ host: `unix://${s}`, source: "rootless podman" })).ok) return true;
-    return false;
+    for (const s of sockets) if ((await probeEngine({ host: `unix://${s}`, source: "rootless podman" })).ok) return `unix://${s}`;
+    return "";
   };
-  if (await answers()) return { stop: async () => undefined };
+  // the base images are the user's own (rootless storage): `tmax setup` as the user makes them
+  const missing = async (host: string) => {
+    const docker = new Docker({ socketPath: host.replace(/^unix:\/\//, "") });
+    for (const image of ["localhost/tmax-base:bookworm", "localhost/tb-base:bookworm"]) {
+      if (!(await docker.getImage(image).inspect().then(() => true, () => false))) return `skipped: ${USER}'s podman has no ${image} (as ${USER}: tmax setup)`;
+    }
+    return undefined;
+  };
+  const running = await answers();
+  if (running) return (await missing(running)) ?? { stop: async () => undefined };
   const service = spawn("runuser", ["-u", USER!, "--", "env", "-i", `HOME=/home/${USER}`, "PATH=/usr/bin:/bin", "podman", "system", "service", "--time=0"], { stdio: "ignore", detached: true });
   const stop = async () => {
     if (service.exitCode !== null) return;
@@ -84,7 +94,12 @@ async function rootlessPodman(): Promise<{ stop: () => Promise<void> } | string>
     await gone;
   };
   for (let i = 0; i < 100 && service.exitCode === null; i++) {
-    if (await answers()) return { stop };
+    const host = await answers();
+    if (host) {
+      const why = await missing(host);
+      if (why) await stop();
+      return why ?? { stop };
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
   await stop();
