@@ -8,6 +8,7 @@ import { createTokenClient } from "../model/tokens.js";
 import { ModelError } from "../model/types.js";
 import { createBackend } from "../sandbox/index.js";
 import { discoverEngine, engineLine, type Discovery } from "../sandbox/docker/discover.js";
+import { tunProblem } from "../sandbox/docker/rootless.js";
 import { diagnoseDaytona, type DaytonaDoctorOptions } from "../sandbox/daytona/doctor.js";
 import { loadTask } from "../tasks/load.js";
 import { describeNodeRuntime, nodeRuntimeStatus } from "../util/nodeRuntime.js";
@@ -122,6 +123,9 @@ async function checkSandbox(into: { discovery?: Discovery }): Promise<Finding[]>
     return [{ ok: false, what: `no container engine answers (tried ${tried})`, fix: discovery.fix }];
   }
   const out: Finding[] = [{ ok: true, what: `container engine: ${engineLine(found)}` }];
+  // rootless podman on this host opens /dev/net/tun as this user for every network it makes
+  const tun = found.kind === "podman" && found.rootless && found.host.startsWith("unix://") ? tunProblem() : undefined;
+  if (tun) out.push({ ok: false, ...tun });
   const backend = createBackend("docker", { host: found.host });
   for (const image of ["localhost/tmax-base:bookworm", "localhost/tb-base:bookworm"]) {
     try {
@@ -144,6 +148,7 @@ async function checkHostGuard(kind: "docker" | "podman", rootless: boolean): Pro
   if (rootless) return { ok: "warn", what: `host guard: not applicable to rootless ${kind} (its containers reach this host through ${kind === "podman" ? "slirp4netns/pasta" : "RootlessKit"}, which the guard's bridge rules do not see); tasks with internet can reach services bound to 0.0.0.0 here`, fix: "bind model servers to 127.0.0.1, or use a rootful engine with `sudo tmax sandbox guard`" };
   const status = await hostInterfaces(process.env, kind).then((ifaces) => hostGuardStatus(ifaces)).catch((e: Error) => ({ installed: false, detail: e.message }));
   if (status.installed) return { ok: true, what: `host guard: ${status.detail}` };
+  if (/^cannot read the firewall/.test(status.detail)) return { ok: "warn", what: `host guard: unknown to this user (${status.detail}); without it tasks with internet can reach services on this host`, fix: "`sudo tmax sandbox guard` once per boot (installs it, or says it is there)" };
   return { ok: "warn", what: `host guard not installed (${status.detail}): tasks with internet can reach services on this host; tmax installs it before the first bridge sandbox when it runs as root`, fix: "tmax sandbox guard (as root)" };
 }
 

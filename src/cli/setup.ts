@@ -7,6 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureBaseImages } from "../sandbox/docker/baseImages.js";
 import { discoverEngine, engineLine } from "../sandbox/docker/discover.js";
+import { tunProblem } from "../sandbox/docker/rootless.js";
 import { connectEngine } from "../sandbox/docker/engine.js";
 import { dim } from "./render.js";
 
@@ -32,6 +33,12 @@ export async function setupCommand(o: SetupOptions): Promise<number> {
   }
   const engine = found.engine;
   say(`engine: ${engineLine(engine)}`);
+  // rootless podman here: without a usable /dev/net/tun the tb-base build (and every task with a network) fails
+  const tun = engine.kind === "podman" && engine.rootless && engine.host.startsWith("unix://") ? tunProblem() : undefined;
+  if (tun) {
+    say(`${tun.what}; fix: ${tun.fix}`);
+    return 1;
+  }
   const docker = connectEngine(engine.host);
   try {
     const steps = await ensureBaseImages(docker, {

@@ -10,13 +10,14 @@ import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { engineError, oneLine, statusCode } from "./engine.js";
-import { podmanCliBuild, usePodmanCli, type BuildNetwork } from "./buildNetwork.js";
+import { podmanCliBuild, podmanLimitsMemory, usePodmanCli, type BuildNetwork } from "./buildNetwork.js";
 import { ensureHostGuard } from "./hostGuard.js";
 import { linkLeadsOut } from "../../util/fs.js";
 import { argWords, bothReadings, parseDockerfile, shellWord } from "../dockerfile.js";
 import { contextEntries } from "./dockerignore.js";
 import { packItems, type LocalEntry, type PackItem } from "../bytes/tarball.js";
 import { SandboxError } from "../types.js";
+import { withRootlessHint } from "./rootless.js";
 
 export interface BuildSpec {
   contextDir: string;
@@ -411,6 +412,7 @@ async function runBuild(plan: BuildPlan, docker: Docker, timeoutSec: number, opt
       // podman's build API ignores networkmode (RUN steps would share the host network): use its CLI
       const out = await podmanCliBuild(packItems(plan.items), {
         tag: plan.tag, dockerfile: plan.dockerfileName, labels: { [TMAX_IMAGE_LABEL]: "1" }, network, signal: abort.signal, onLog: opts.onLog,
+        limitMemory: await podmanLimitsMemory(docker),
       });
       log.push(...out.log);
       if (timedOut) throw new Error("timeout");
@@ -456,7 +458,7 @@ async function runBuild(plan: BuildPlan, docker: Docker, timeoutSec: number, opt
     const chatter = /^\s*(Removing intermediate container|--->|Step \d+\/\d+ :|Successfully )/;
     const lastOutput = [...log].reverse().find((l) => l.trim() && !chatter.test(l) && !errorText!.includes(l.trim()));
     const detail = lastOutput ? `; last output: ${oneLine(lastOutput).slice(0, 300)}` : "";
-    throw new SandboxError(`image build failed (context ${plan.contextDir}): ${lastLine(errorText)}${detail}`, "build_failed", log.join("\n"));
+    throw new SandboxError(withRootlessHint(`image build failed (context ${plan.contextDir}): ${lastLine(errorText)}${detail}`), "build_failed", log.join("\n"));
   }
   if (!(await imageExists(docker, plan.tag))) {
     throw new SandboxError(`image build finished without producing ${plan.tag} (context ${plan.contextDir})`, "build_failed", log.join("\n"));

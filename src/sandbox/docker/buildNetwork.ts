@@ -21,6 +21,27 @@ export function buildMemoryMb(env: NodeJS.ProcessEnv = process.env): number {
 }
 
 const podmanChecks = new WeakMap<Docker, Promise<boolean>>();
+const memoryChecks = new WeakMap<Docker, Promise<boolean>>();
+
+/**
+ * Can this podman engine limit a container's memory? Not when its cgroups give it no memory controller: rootless
+ * on cgroup v1, or cgroup v2 without the controller delegated to the user. There `podman build --memory` makes
+ * every RUN step fail (runc: "did not get container create message from subprocess: EOF"; measured on podman 4.3,
+ * rootless, cgroup v1), while a run's limits are only ignored with a warning. Unknown (no libpod info): true.
+ */
+export function podmanLimitsMemory(docker: Docker): Promise<boolean> {
+  let check = memoryChecks.get(docker);
+  if (!check) {
+    check = new Promise<boolean>((resolve) =>
+      docker.modem.dial({ path: "/v4.0.0/libpod/info", method: "GET", statusCodes: { 200: true }, options: {} }, (err, data) => {
+        const controllers = (data as { host?: { cgroupControllers?: unknown } } | undefined)?.host?.cgroupControllers;
+        resolve(err || !Array.isArray(controllers) ? true : controllers.includes("memory"));
+      }),
+    );
+    memoryChecks.set(docker, check);
+  }
+  return check;
+}
 
 /** True when `docker` is a podman engine on this host's unix socket and the `podman` CLI is installed. */
 export function usePodmanCli(docker: Docker): Promise<boolean> {
@@ -46,7 +67,16 @@ export function usePodmanCli(docker: Docker): Promise<boolean> {
  */
 export async function podmanCliBuild(
   context: Readable,
-  o: { tag: string; dockerfile: string; labels: Record<string, string>; network: BuildNetwork; signal: AbortSignal; onLog?: (line: string) => void },
+  o: {
+    tag: string;
+    dockerfile: string;
+    labels: Record<string, string>;
+    network: BuildNetwork;
+    signal: AbortSignal;
+    onLog?: (line: string) => void;
+    /** false: the engine has no memory controller (see podmanLimitsMemory); the RUN steps go unlimited. */
+    limitMemory?: boolean;
+  },
 ): Promise<{ ok: boolean; log: string[] }> {
   // One private work dir per build (under the 0700 per-user cache): the context, and the TMPDIR podman keeps
   // `RUN --mount=type=cache` dirs in. Its default, /var/tmp/buildah-cache, is world-traversable and outlives
@@ -80,7 +110,7 @@ export async function podmanCliBuild(
       "--pull=never",
       // RUN steps have no memory limit otherwise (measured: memory.limit_in_bytes = 2^63 in a build), so one task's
       // build could take the host's memory (and the OOM killer other jobs, or tmax)
-      "--memory", memory, "--memory-swap", memory,
+      ...(o.limitMemory === false ? [] : ["--memory", memory, "--memory-swap", memory]),
       ...Object.entries(o.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
       dir,
     ];

@@ -6,6 +6,7 @@ import path from "node:path";
 import Docker from "dockerode";
 import { SandboxError } from "../types.js";
 import { withDeadline } from "../../util/deadline.js";
+import { withRootlessHint } from "./rootless.js";
 
 /** The last resort when no engine answers (rootful podman, what `npm run setup` starts on Debian). */
 export const DEFAULT_DOCKER_HOST = "unix:///run/podman/podman.sock";
@@ -78,6 +79,11 @@ export function engineCandidates(e: EngineEnv = {}): EngineCandidate[] {
   out.push({ host: `unix://${path.join(home, ".docker/desktop/docker.sock")}`, source: "Docker Desktop" });
   const runtime = env.XDG_RUNTIME_DIR || path.join(e.root ?? "/", `/run/user/${uid}`);
   if (uid !== 0) out.push({ host: `unix://${path.join(runtime, "podman/podman.sock")}`, source: "rootless podman" });
+  // without XDG_RUNTIME_DIR (su, runuser, cron: no login session) and no /run/user/<uid> of its own, podman keeps
+  // its runtime dir, and its service's socket, in $TMPDIR/podman-run-<uid>
+  if (uid !== 0 && !env.XDG_RUNTIME_DIR) {
+    out.push({ host: `unix://${path.join(e.root ?? "/", env.TMPDIR || "/tmp", `podman-run-${uid}`, "podman/podman.sock")}`, source: "rootless podman" });
+  }
   out.push({ host: sys("/run/podman/podman.sock"), source: "rootful podman" });
   if (uid !== 0) out.push({ host: `unix://${path.join(runtime, "podman/podman-machine-default-api.sock")}`, source: "podman machine" });
   out.push({ host: `unix://${path.join(home, ".local/share/containers/podman/machine/podman.sock")}`, source: "podman machine" });
@@ -154,7 +160,7 @@ const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ENOENT", "EACCES", "EPERM", 
 export function engineMessage(err: unknown): string {
   const e = err as { message?: string; json?: { message?: string; cause?: string } | string };
   const fromJson = typeof e?.json === "object" && e.json ? e.json.message ?? e.json.cause : undefined;
-  return oneLine(fromJson ?? e?.message ?? String(err));
+  return withRootlessHint(oneLine(fromJson ?? e?.message ?? String(err)));
 }
 
 export function statusCode(err: unknown): number | undefined {

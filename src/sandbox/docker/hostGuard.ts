@@ -144,7 +144,11 @@ function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
     let out = "";
     let child;
     try {
-      child = spawn(cmd, args, { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+      // iptables lives in /usr/sbin, which a user's PATH on Debian lacks: without it a user's doctor said "not
+      // installed" where the truth is "cannot read the firewall" (root's PATH is left as it is)
+      const user = typeof process.getuid === "function" && process.getuid() !== 0;
+      const env = user ? { ...process.env, PATH: [process.env.PATH, "/usr/sbin", "/sbin"].filter(Boolean).join(":") } : process.env;
+      child = spawn(cmd, args, { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], env });
     } catch (err) {
       resolve({ code: 127, out: (err as Error).message });
       return;

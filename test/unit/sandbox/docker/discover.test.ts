@@ -84,6 +84,20 @@ describe("engine discovery", () => {
     // root has no rootless podman socket of its own; without XDG_RUNTIME_DIR a user's is /run/user/<uid>
     assert.ok(!engineCandidates({ env: {}, home, uid: 0 }).some((c) => c.source === "rootless podman"));
     assert.equal(engineCandidates({ env: {}, home, uid: 1234 }).find((c) => c.source === "rootless podman")!.host, "unix:///run/user/1234/podman/podman.sock");
+    // then podman's own fallback when /run/user/<uid> is not the user's (su/runuser: no login session)
+    const rootless = (env: NodeJS.ProcessEnv) => engineCandidates({ env, home, uid: 1234 }).filter((c) => c.source === "rootless podman").map((c) => c.host);
+    assert.deepEqual(rootless({}), ["unix:///run/user/1234/podman/podman.sock", "unix:///tmp/podman-run-1234/podman/podman.sock"]);
+    assert.deepEqual(rootless({ TMPDIR: "/var/tmp" }).at(-1), "unix:///var/tmp/podman-run-1234/podman/podman.sock");
+    assert.deepEqual(rootless({ XDG_RUNTIME_DIR: "/run/user/1234" }), ["unix:///run/user/1234/podman/podman.sock"]);
+  });
+
+  it("finds a rootless podman service in $TMPDIR/podman-run-<uid> when there is no XDG_RUNTIME_DIR", async () => {
+    const root = path.join(dir, "root-tmp");
+    await start("root-tmp/tmp/podman-run-1000/podman/podman.sock", { kind: "podman", rootless: true });
+    const found = await discoverEngine({ env: {}, home: path.join(dir, "h"), uid: 1000, root });
+    assert.equal(found.engine?.host, `unix://${path.join(root, "tmp/podman-run-1000/podman/podman.sock")}`);
+    assert.equal(found.engine?.rootless, true);
+    assert.deepEqual(found.tried.map((t) => t.source), ["Docker Engine", "Docker Desktop", "rootless podman", "rootless podman"]);
   });
 
   it("DOCKER_HOST alone when set, whatever else answers", async () => {
