@@ -112,7 +112,7 @@ export function createLiveView(opts: LiveViewOptions = {}): LiveView {
         seen = p.done;
         const r = p.last;
         running.delete(r.trial_name);
-        const tag = r.exception_info ? red(`${r.exception_info.exception_type}${r.exception_info.infrastructure ? " (infra)" : ""}`) : r.config.verifier?.disable ? "not verified" : r.reward >= 1 ? green("pass") : "fail";
+        const tag = r.exception_info ? red(`${r.exception_info.exception_type}${r.exception_info.infrastructure ? " (infra)" : ""}`) : r.config?.verifier?.disable ? "not verified" : r.reward >= 1 ? green("pass") : "fail";
         const took = r.started_at && r.finished_at ? ` · ${fmtDuration(Date.parse(r.finished_at) - Date.parse(r.started_at))}` : "";
         const steps = r.agent_result?.n_steps ? ` · ${r.agent_result.n_steps} steps` : "";
         const line = `${r.trial_name} ${tag} reward=${r.reward}${steps}${took}`;
