@@ -5,12 +5,13 @@ The loss is examples/learner/dppo_step.py's (imported: dppo_terms, load_packs), 
 r = exp(logpi - logmu), M = 0 where |pi - mu| > delta and the update would push further out, loss = sum(-A r M) / N
 over the step's N model tokens; grad-norm clip 1.0; AdamW with weight decay 0 and one optimizer step (Tmax's
 recipe; `--updates N` takes N steps on the batch, each against the sampler's mu, so the mask acts from the
-second). The lr is the tiny model's (default 1e-2), not Tmax's 1e-6. Before the update it writes the learner's logprobs in
+second). The lr is the tiny model's (default 1e-2; 1e-1 for the gated context rows,
+`--context-lr`), not Tmax's 1e-6. Before the update it writes the learner's logprobs in
 open-instruct's trainer-logprobs format (one line per micro-batch, arrays shifted by one) so `tmax rl analyze`
 and the explorer recompute the mask and the loss from them. Then it saves the weights with version + 1 and
 the optimizer state next to them (Adam's moments carry over from step to step, as in a real run).
 
-Usage: learn.py BATCH.jsonl --weights policy.pt --trainer-dir DIR [--run NAME] [--lr 1e-2] [--updates 1] [--delta 0.1]
+Usage: learn.py BATCH.jsonl --weights policy.pt --trainer-dir DIR [--run NAME] [--lr 1e-2] [--context-lr 1e-1] [--updates 1] [--delta 0.1]
 The last line printed is a JSON summary.
 """
 import argparse
@@ -61,8 +62,12 @@ def dppo_update(model, opt, samples, delta, max_grad_norm, updates):
     return passes, first
 
 
-def make_optimizer(model, name, lr):
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0) if name == "adamw" else torch.optim.SGD(model.parameters(), lr=lr)
+def make_optimizer(model, name, lr, context_lr=None):
+    """AdamW (weight decay 0) or SGD; the context rows (tinylm.TinyLM.context_parameters) at context_lr when given."""
+    ctx = {id(q) for q in model.context_parameters()}
+    groups = [{"params": [q for q in model.parameters() if id(q) not in ctx], "lr": lr},
+              {"params": model.context_parameters(), "lr": lr if context_lr is None else context_lr}]
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=0.0) if name == "adamw" else torch.optim.SGD(groups, lr=lr)
 
 
 def main():
@@ -72,6 +77,7 @@ def main():
     ap.add_argument("--trainer-dir", required=True)
     ap.add_argument("--run")
     ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--context-lr", type=float, default=1e-1, help="learning rate of the context rows (tinylm's task-word logit bias)")
     ap.add_argument("--delta", type=float, default=0.1)
     ap.add_argument("--max-grad-norm", type=float, default=1.0)
     ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
@@ -81,7 +87,7 @@ def main():
     tinylm.setup_torch()
     model, version = tinylm.load(args.weights)
     model.train()
-    opt = make_optimizer(model, args.optimizer, args.lr)
+    opt = make_optimizer(model, args.optimizer, args.lr, args.context_lr)
     opt_file = args.weights + ".optim"
     if os.path.exists(opt_file):
         opt.load_state_dict(torch.load(opt_file))

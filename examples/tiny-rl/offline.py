@@ -6,7 +6,7 @@ token, else 0 (the real verifier accepts a little more, e.g. other spellings of 
 It prints, per step, the held-out reward (sampled with the evaluation seeds, as train.py's evaluation does) and
 the mean probability of the oracle reply (exact: the policy's probability of those tokens, no sampling noise).
 
-Usage: offline.py SFT.jsonl [--steps 10] [-G 4] [--lr 1e-2] [--updates 1] [--train-context] [--sft-epochs 100] ...
+Usage: offline.py SFT.jsonl [--steps 10] [-G 4] [--lr 1e-2] [--context-lr 1e-1] [--gate uncertainty|none] [--updates 1] [--train-context] [--sft-epochs 100] ...
 SFT.jsonl is what `tmax traces export --format sft` wrote for the teacher's job (train.py keeps it as OUT/sft.jsonl).
 """
 import argparse
@@ -45,7 +45,9 @@ def main():
     ap.add_argument("--sft-epochs", type=int, default=100)
     ap.add_argument("--sft-seed", type=int, default=0)
     ap.add_argument("--train-context", action="store_true")
+    ap.add_argument("--gate", choices=tinylm.GATES, default="uncertainty")
     ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--context-lr", type=float, default=1e-1)
     ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     ap.add_argument("--updates", type=int, default=1)
     ap.add_argument("--delta", type=float, default=0.1)
@@ -67,9 +69,9 @@ def main():
         prompts[line["metadata"]["task"]] = ids[: pos[0]]
     tasks = sorted(prompts)
 
-    model = tinylm.new_model(vocab, args.sft_seed)
+    model = tinylm.new_model(vocab, args.sft_seed, args.gate)
     warm_start(model, data, args.sft_epochs, 3e-3, args.sft_seed, args.train_context)
-    opt = make_optimizer(model, args.optimizer, args.lr)
+    opt = make_optimizer(model, args.optimizer, args.lr, args.context_lr)
 
     def evaluate():
         rewards = [float(episode(model, prompts[t], args.eval_seed + i, stop)[0] == oracle[t]) for t in tasks for i in range(args.eval_samples)]

@@ -121,6 +121,7 @@ def main():
     ap.add_argument("--train-seed", type=int, default=1000, help="step k samples with seeds train-seed*k + i")
     ap.add_argument("--sft-epochs", type=int, default=100)
     ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--context-lr", type=float, default=1e-1, help="learning rate of the policy's context rows (learn.py --context-lr)")
     ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     ap.add_argument("--updates", type=int, default=1, help="optimizer steps per rollout batch (learn.py --updates)")
     ap.add_argument("--max-staleness", type=int, default=0)
@@ -190,7 +191,7 @@ def main():
                 run(tmax + ["rl", "batch", rollout, "--step", str(step), "--run", "tiny"], log)
                 batch = os.path.join(rollout, "learner", f"tiny_learner_batch_step{step:06d}.jsonl")
                 r = run([PY, os.path.join(HERE, "learn.py"), batch, "--weights", weights, "--trainer-dir", os.path.join(rollout, "trainer"),
-                         "--run", "tiny", "--lr", str(args.lr), "--optimizer", args.optimizer, "--updates", str(args.updates)], log)
+                         "--run", "tiny", "--lr", str(args.lr), "--context-lr", str(args.context_lr), "--optimizer", args.optimizer, "--updates", str(args.updates)], log)
                 learner = json.loads(r.stdout.strip().splitlines()[-1])
                 version = server.post("/reload", {"path": weights})["version"]
             line = {"step": step, "eval_policy_version": None if ev is None else version - (1 if learner else 0), "eval": ev,

@@ -150,7 +150,8 @@ test("tiny-rl: μ = π before the update, learner loss = rl analyze, reload serv
   assert.ok(Math.abs(analyzed!.loss - learned.loss) <= 1e-6 * Math.max(1, Math.abs(learned.loss)), `loss: analyze ${analyzed!.loss}, learner ${learned.loss}`);
 
   // 4. reload: the server serves version 1, the version file says 1, and the same request gets other logprobs
-  const probe = { model: "tiny-rl", prompt: records[0]!.prompt_tokens, max_tokens: 8, seed: 11, logprobs: 1, return_token_ids: true };
+  // (the whole reply: the update moves the choice of command, mid-reply, and leaves the format tokens before it as they were)
+  const probe = { model: "tiny-rl", prompt: records[0]!.prompt_tokens, max_tokens: 64, seed: 11, logprobs: 1, return_token_ids: true };
   const before = await post(`${base}/v1/completions`, probe);
   assert.equal((await post(`${base}/reload`, { path: weights })).version, 1);
   assert.equal((await (await fetch(`${base}/policy`)).json()).version, 1);
@@ -159,7 +160,10 @@ test("tiny-rl: μ = π before the update, learner loss = rl analyze, reload serv
   assert.equal(afterReload.policy_version, 1);
   const lp0: number[] = before.choices[0].logprobs.token_logprobs;
   const lp1: number[] = afterReload.choices[0].logprobs.token_logprobs;
-  assert.ok(Math.abs(lp0[0]! - lp1[0]!) > 1e-6, `the first token's logprob did not change (${lp0[0]} → ${lp1[0]})`);
+  const ids0: number[] = before.choices[0].token_ids;
+  const ids1: number[] = afterReload.choices[0].token_ids;
+  const moved = lp0.findIndex((lp, i) => ids0[i] !== ids1[i] || Math.abs(lp - (lp1[i] ?? Number.NaN)) > 1e-6);
+  assert.ok(moved >= 0, `the reply's logprobs did not change (${lp0.length} tokens, same seed)`);
 
   // 5. step 2: the learner pushes version 2 while the step samples, right after the first group's first two turns
   //    (runRollout makes no preflight request; with 2 samples at a time the first group holds both slots, so the
