@@ -19,10 +19,10 @@ type Run = (work: () => Promise<number>) => Promise<void>;
 /** Harbor's help panels (rich_help_panel) for each option; the rest are tmax's own. */
 const GROUPS: Record<string, string[]> = {
   "Config:": ["config", "printConfig"],
-  "Job Settings:": ["jobName", "jobsDir", "jobDir", "nAttempts", "timeoutMultiplier", "agentTimeoutMultiplier", "verifierTimeoutMultiplier", "agentSetupTimeoutMultiplier", "environmentBuildTimeoutMultiplier", "quiet", "debug", "nConcurrent", "nConcurrentAgents", "maxRetries", "r", "yes", "envFile", "resume", "retryErrors", "infraRetries", "pauseAfter", "maxPause", "verbose"],
+  "Job Settings:": ["jobName", "jobsDir", "jobDir", "nAttempts", "timeoutMultiplier", "agentTimeoutMultiplier", "verifierTimeoutMultiplier", "agentSetupTimeoutMultiplier", "environmentBuildTimeoutMultiplier", "quiet", "debug", "nConcurrent", "nConcurrentAgents", "maxRetries", "r", "retryInclude", "retryExclude", "artifact", "yes", "envFile", "resume", "retryErrors", "infraRetries", "pauseAfter", "maxPause", "verbose"],
   "Agent:": ["agent", "model", "agentKwarg", "agentEnv", "maxSteps", "maxTotalTokens", "commandTimeout", "maxFormatErrors", "prompts", "toolDescription"],
-  "Environment:": ["backend", "forceBuild", "cpus", "memory", "overrideCpus", "overrideMemoryMb", "unsafe", "network", "pull", "imageMap", "passEnv"],
-  "Verifier:": ["verifierEnv", "integrity", "verifierIsolation", "verifierHardening"],
+  "Environment:": ["backend", "forceBuild", "delete", "cpus", "memory", "overrideCpus", "overrideMemoryMb", "unsafe", "network", "pull", "imageMap", "passEnv"],
+  "Verifier:": ["disableVerification", "verifierEnv", "integrity", "verifierIsolation", "verifierHardening"],
   "Dataset:": ["path", "dataset", "registryUrl", "registryPath", "registry", "includeTaskName", "excludeTaskName", "include", "exclude", "nTasks", "category", "difficulty", "skipInvalid", "extraInstructionPath", "extraInstruction"],
   "Model (tmax):": ["baseUrl", "apiKey", "maxTokens", "requestTimeout", "modelMaxRetries", "profile", "temperature", "topP", "logprobs"],
 };
