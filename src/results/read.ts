@@ -176,6 +176,7 @@ export function readJob(jobDir: string): ReadJob {
   const expectedTasks =
     obj(config?.task_checksums) ? Object.keys(obj(config!.task_checksums)!) : Array.isArray(config?.tasks) && format === "tmax-v1" ? (config!.tasks as Json[]).map((t) => String(t.name)) : null;
   if (format === "unknown" && config) issues.push({ file: configFile, problem: "neither a tmax nor a Harbor job config; model and benchmark taken from the trials" });
+  if (obj(config?.verifier)?.disable === true) issues.push({ file: configFile, problem: "run with --disable-verification: no test ran, its rewards (0) are not scores" });
   return {
     dir,
     name: str(config?.job_name) ?? path.basename(dir),

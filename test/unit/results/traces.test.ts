@@ -155,3 +155,17 @@ test("an export round-trips: traces import → job dirs the explorer loads → e
   assert.ok(dirs[0]!.startsWith(out + path.sep), dirs[0]);
   assert.equal(collectTraces(dirs)[0]!.metadata.job, "../../escape", "the name is kept in the job's config, the dir is safe");
 });
+
+test("a job run with --disable-verification says so wherever its scores are read (tmax report's notes)", async () => {
+  const { cp } = await import("node:fs/promises");
+  const copy = path.join(root, "not-verified");
+  await cp(job, copy, { recursive: true });
+  const config = JSON.parse(await readFile(path.join(copy, "config.json"), "utf8"));
+  await writeFile(path.join(copy, "config.json"), JSON.stringify({ ...config, verifier: { disable: true } }));
+  const { readJob } = await import("../../../src/results/read.js");
+  assert.deepEqual(readJob(copy).issues.map((i) => i.problem), ["run with --disable-verification: no test ran, its rewards (0) are not scores"]);
+  assert.deepEqual(readJob(job).issues, []);
+  const report = tmax(["report", copy]);
+  assert.equal(report.status, 0, report.stderr);
+  assert.match(report.stdout + report.stderr, /--disable-verification: no test ran/);
+});
