@@ -195,10 +195,23 @@ function execLocal(argv: string[], opts: ExecOptions, workdir: string, baseEnv: 
   });
 }
 
-/** SIGKILLs every process still carrying this sandbox's marker (Linux /proc; elsewhere a no-op). */
+/**
+ * SIGKILLs every process still carrying this sandbox's marker (Linux /proc; elsewhere a no-op). A process in
+ * the middle of an exec shows an empty environ for a moment, so one scan can miss it: the scan repeats until
+ * three rounds in a row find nothing (about 50 ms when nothing is left).
+ */
 async function killMarkedProcesses(id: string): Promise<void> {
   const needle = `${MARKER}=${id}\0`;
+  let quiet = 0;
+  for (let round = 0; round < 100 && quiet < 3; round++) {
+    quiet = (await killMarkedOnce(needle)) === 0 ? quiet + 1 : 0;
+    if (quiet < 3) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function killMarkedOnce(needle: string): Promise<number> {
   const pids = await fs.readdir("/proc").catch(() => [] as string[]);
+  let killed = 0;
   await Promise.all(
     pids
       .filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)
@@ -207,9 +220,11 @@ async function killMarkedProcesses(id: string): Promise<void> {
         if (!environ.includes(needle)) return;
         try {
           process.kill(Number(p), "SIGKILL");
+          killed++;
         } catch {
           // exited meanwhile
         }
       }),
   );
+  return killed;
 }
