@@ -294,12 +294,16 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
     else view.log(hint, true);
   });
   let results;
+  let planned = 0; // trials the job holds (tasks × k); fewer results means some never started (--max-cost)
   try {
     results = await runJob(
       { ...job, ...(resolved.source ? { datasetSource: resolved.source } : {}), ...(tokens ? { train: { tokens, seed: TRAIN_SEED } } : {}), resume, retryErrors, invocation: process.argv.slice(1) },
       {
         signal: stop,
-        onProgress: view.progress,
+        onProgress: (p) => {
+          planned = p.total;
+          view.progress(p);
+        },
         onNotice: (line) => view.log(yellow(stripControl(line))), // engine/task text inside (retries, pauses)
         onTrial: view.trial,
         onEvent: o.verbose
@@ -324,15 +328,18 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   if (errors.length) console.log(`errors: ${infra.length} infrastructure (model server, engine; \`--resume\` runs them again), ${errors.length - infra.length} task/agent`);
   for (const r of errors) console.log(`  ${red(stripControl(r.exception_info!.exception_type))}${r.exception_info!.infrastructure ? " (infrastructure)" : ""} ${stripControl(r.trial_name)}: ${stripControl(r.exception_info!.exception_message)}`);
   if (errors.some((r) => r.exception_info?.infrastructure)) console.log(dim(`infrastructure errors can be re-run: ${resumeCommand(jobDir, o)} --retry-errors`));
+  if (results.length < planned) console.log(`${bold("incomplete")}: ${planned - results.length} of ${planned} trials did not start (the --max-cost cap); continue with a higher cap: ${resumeCommand(jobDir, o)} --max-cost USD`);
   console.log(dim(`job dir: ${jobDir}   scores: tmax report ${jobDir}`));
-  return exitCodeOf(results);
+  return exitCodeOf(results, planned);
 }
 
 /**
- * 0 when every trial has a result; 1 when any trial errored. An agent timeout is a scored outcome in
- * Terminal-Bench (reward 0), not an error of the run, so it alone does not fail the job.
+ * 0 when every trial of the job has a result; 1 when any trial errored or did not start (a job stopped by
+ * --max-cost). An agent timeout is a scored outcome in Terminal-Bench (reward 0), not an error of the run, so it
+ * alone does not fail the job.
  */
-export function exitCodeOf(results: { exception_info: { exception_type: string } | null }[]): number {
+export function exitCodeOf(results: { exception_info: { exception_type: string } | null }[], planned = results.length): number {
+  if (results.length < planned) return 1;
   return results.some((r) => r.exception_info && r.exception_info.exception_type !== "AgentTimeoutError") ? 1 : 0;
 }
 

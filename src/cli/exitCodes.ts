@@ -4,7 +4,7 @@ import { FAULT_EXIT_CODES } from "../sandbox/cleanup.js";
 export const EXIT = {
   /** The command did what it was asked (an eval whose trials all have a result, a check without errors). */
   ok: 0,
-  /** It ran and failed: an error, a trial that errored, a check that found errors, a guard that is not in place. */
+  /** It ran and failed: an error, a trial that errored, an eval stopped by --max-cost, a check that found errors, a guard that is not in place. */
   failure: 1,
   /** The command line was wrong (unknown command or option, missing or invalid argument, bad choice, flags that exclude each other); nothing ran. */
   usage: 2,

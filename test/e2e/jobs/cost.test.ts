@@ -9,6 +9,7 @@ import { after, describe, test } from "node:test";
 import { SUBMIT_MARKER } from "../../../src/agent/observation.js";
 import { runJob } from "../../../src/jobs/runner.js";
 import { modelConfigFromOptions } from "../../../src/model/client.js";
+import { runTmax } from "../../support/cli.js";
 import { startFakeVllm, type FakeContext } from "../../support/fake-vllm.js";
 import { jobOptions } from "../../support/jobs.js";
 import { ENGINE_SKIP, EXAMPLES } from "../../support/env.js";
@@ -66,6 +67,20 @@ describe("cost_usd and --max-cost", { skip: ENGINE_SKIP }, () => {
     assert.notEqual(jobResult().finished_at, null);
     const config = JSON.parse(readFileSync(path.join(opts.jobDir, "config.json"), "utf8"));
     assert.deepEqual([config.price, config.max_cost_usd], [price, 10], "the higher cap is stored for later resumes");
+  });
+
+  test("the CLI: a job the cap stopped says how many trials did not start and exits 1; finished, it exits 0", async (t) => {
+    const server = await startFakeVllm({ reply: () => ({ text: "THOUGHT", commands: [`echo ${SUBMIT_MARKER}`] }) });
+    t.after(() => server.close());
+    const dir = path.join(tmp, "cli-capped");
+    const args = ["eval", "-d", path.join(EXAMPLES, "hello-file"), "-a", "tmax", "--base-url", server.baseUrl, "-k", "2", "-n", "1", "--price-input", "3", "--price-output", "15", "--job-dir", dir];
+    const capped = await runTmax([...args, "--max-cost", "1e-9"]);
+    assert.equal(capped.code, 1, capped.stdout + capped.stderr);
+    assert.match(capped.stdout, /^incomplete: 1 of 2 trials did not start \(the --max-cost cap\); continue with a higher cap: tmax eval --resume .* --max-cost USD$/m);
+    const resumed = await runTmax(["eval", "--resume", dir, "--max-cost", "10"]);
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+    assert.doesNotMatch(resumed.stdout, /incomplete/);
+    assert.match(resumed.stdout, /over 2 trials/);
   });
 
   test("no price: cost_usd stays null; --max-cost without a price is refused before the job dir exists", async (t) => {
