@@ -16,6 +16,7 @@ import { modelConfig, tokenClientConfig, TRAIN_SEED, trialSettings, type AgentCl
 import { resolveDatasetArg } from "./datasets.js";
 import { createLiveView } from "./liveView.js";
 import { harborJobName } from "./harborFlags.js";
+import { UsageError } from "./exitCodes.js";
 import { preflightEngine } from "./preflight.js";
 import { onStop, stopSignal } from "../sandbox/cleanup.js";
 import { bold, dim, isQuiet, red, setQuiet, stepPrinter, yellow } from "./render.js";
@@ -200,7 +201,7 @@ export function resolveResume(o: EvalOptions, given: ReadonlySet<string>): EvalO
   const differing = Object.keys(s).filter((k) => given.has(k) && !RUNTIME_OPTIONS.has(k) && !same(k, (o as unknown as Record<string, unknown>)[k], (s as Record<string, unknown>)[k]));
   if (differing.length) {
     const what = differing.map((k) => `${FLAG[k] ?? k} (stored ${JSON.stringify((s as Record<string, unknown>)[k])}, given ${JSON.stringify((o as unknown as Record<string, unknown>)[k])})`);
-    throw new Error(`cannot resume ${jobDir}: ${what.join("; ")} differ from the job's stored config; drop the flag to keep the stored value, or start a new job`);
+    throw new UsageError(`cannot resume ${jobDir}: ${what.join("; ")} differ from the job's stored config; drop the flag to keep the stored value, or start a new job`);
   }
   const baseUrl = given.has("baseUrl") ? o.baseUrl : process.env.TMAX_BASE_URL ?? s.baseUrl ?? o.baseUrl;
   // a run-time knob given again (-n, --infra-retries) wins over the stored one
@@ -259,7 +260,7 @@ export async function evalCommand(typed: EvalOptions, given: ReadonlySet<string>
   if (resume) {
     const stored = readJobConfig(jobDir)?.verifier_env_keys ?? [];
     const missing = stored.filter((k) => !o.verifierEnv || !(k in o.verifierEnv));
-    if (missing.length) throw new Error(`cannot resume ${jobDir}: the job ran with --ve ${missing.join(", ")}, whose values are never stored: give --ve ${missing[0]}=… again`);
+    if (missing.length) throw new UsageError(`cannot resume ${jobDir}: the job ran with --ve ${missing.join(", ")}, whose values are never stored: give --ve ${missing[0]}=… again`);
   }
   let dataset = o.dataset;
   if (!dataset) throw new Error("--dataset <dir|name@version> is required (or --resume <job-dir>)");

@@ -86,7 +86,7 @@ describe("harbor run flags on tmax eval", { skip: ENGINE_SKIP }, () => {
     assert.doesNotMatch(readFileSync(path.join(jobDir, "config.json"), "utf8"), /from-ve/);
     // the value is never stored: a resume without it is one line
     const again = await tmax(["eval", "--resume", jobDir]);
-    assert.equal(again.code, 1);
+    assert.equal(again.code, 2, "the command line lacks what the job needs: a usage error, nothing ran");
     assert.match(again.stderr, /the job ran with --ve JUDGE_TOKEN, whose values are never stored: give --ve JUDGE_TOKEN=… again/);
     assert.equal(containers(), "", "no container left");
   });

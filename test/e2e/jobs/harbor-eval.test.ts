@@ -121,12 +121,13 @@ describe("resume as typed", { skip: ENGINE_SKIP }, () => {
     // image and verifier choices are stored too, and a differing one is refused by name
     assert.equal(json(path.join(dir, "config.json")).pull, "never");
     const refusedPull = cli(["eval", "--resume", dir, "--pull", "always", "--integrity", "strict"]);
-    assert.equal(refusedPull.status, 1);
+    assert.equal(refusedPull.status, 2, "a flag that does not fit the stored job is a usage error: nothing ran");
     assert.match(refusedPull.stderr, /--pull \(stored "never", given "always"\).*--integrity \(stored "off", given "strict"\)/);
     const refused = cli(["eval", "--resume", dir, "-k", "2"]);
-    assert.equal(refused.status, 1);
+    assert.equal(refused.status, 2);
     assert.match(refused.stderr, /-k\/--n-attempts \(stored 1, given 2\)/);
     const refused2 = cli(["eval", "--resume", dir, "--agent", "oracle", "--include", "hello-file"]);
+    assert.equal(refused2.status, 2);
     assert.match(refused2.stderr, /--agent .*--include/);
     // same values repeated, another concurrency: fine; nothing left to run
     const again = cli(["eval", "--resume", dir, "-a", "nop", "--n-attempts", "1", "-n", "4", "--include", "word-count", "--include", "hello-file"]);
