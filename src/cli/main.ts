@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from "commander";
 import { cleanupInstalled, FAULT_EXIT_CODES, installSignalCleanup, stopSignal, whileRunning, type Fault } from "../sandbox/cleanup.js";
 import { TMAX_VERSION } from "../util/version.js";
 import { redactSecrets } from "../util/redact.js";
-import { addAgentOptions, addModelOptions, addSandboxOptions, collect, toInt } from "./options.js";
+import { addAgentOptions, addModelOptions, addSandboxOptions, collect, needsEngineDiscovery, toInt } from "./options.js";
 import { errColor, setOutputFlags } from "./render.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { registerCompletion } from "./completion.js";
@@ -40,9 +40,8 @@ program.hook("preAction", () => {
 
 // Commands that talk to the container engine find it first (DOCKER_HOST, docker context, Docker's and podman's
 // sockets: src/sandbox/docker/discover.ts); DOCKER_HOST set is used as it is, unasked.
-const ENGINE_COMMANDS = new Set(["run", "eval", "rollout", "serve", "prune", "setup"]);
 program.hook("preAction", async (_program, action) => {
-  if (!ENGINE_COMMANDS.has(action.name()) || process.env.DOCKER_HOST?.trim()) return;
+  if (!needsEngineDiscovery(action.name(), action.opts(), process.env)) return;
   const { discoverEngine } = await import("../sandbox/docker/discover.js");
   const { useEngineHost } = await import("../sandbox/docker/engine.js");
   useEngineHost((await discoverEngine()).engine?.host);

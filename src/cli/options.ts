@@ -236,3 +236,16 @@ export function toInt(v: string): number {
   if (!Number.isInteger(n) || n < 0) throw new Error(`expected a non-negative integer, got ${JSON.stringify(v)}`);
   return n;
 }
+
+const ENGINE_COMMANDS = new Set(["run", "eval", "rollout", "serve", "prune", "setup"]);
+
+/**
+ * Whether a command must find the container engine before it runs: only the commands that make or prune
+ * containers, only when DOCKER_HOST does not already name the engine, and never for `--backend daytona|local`
+ * (those talk to no local engine, so no socket is pinged).
+ */
+export function needsEngineDiscovery(command: string, opts: { backend?: unknown; env?: unknown }, env: NodeJS.ProcessEnv): boolean {
+  if (!ENGINE_COMMANDS.has(command) || env.DOCKER_HOST?.trim()) return false;
+  const backend = opts.env ?? opts.backend; // --env (Harbor's name) has no default; --backend defaults to docker
+  return backend !== "daytona" && backend !== "local";
+}
