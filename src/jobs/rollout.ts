@@ -1,13 +1,14 @@
 // `tmax rollout`: DPPO's data plane per step — U informative groups of G samples, each sample a train-profile
 // episode whose reward comes from the task's verifier; centered advantages; records for the learner.
 import { existsSync, readdirSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import pLimit from "p-limit";
 import type { AgentEvent, AgentLimits } from "../agent/loop.js";
 import type { TrialEvent } from "./runner.js";
 import type { Trajectory } from "../agent/schema.js";
 import { ensureJobId } from "./identity.js";
+import { LOCK_FILE, lockJobDir } from "./lock.js";
 import { runTrial, type TrialSettings } from "../trial/trial.js";
 import type { TrialResult } from "../results/schema.js";
 import { createModelClient } from "../model/client.js";
@@ -118,10 +119,22 @@ export function isolationFor(opts: Pick<RolloutOptions, "verifierIsolation" | "b
 export async function runRollout(opts: RolloutOptions): Promise<StepSummary[]> {
   checkGroupSize(opts.samplesPerTask);
   const outDir = path.resolve(opts.outDir);
-  const firstStep = await firstFreeStep(outDir, opts);
+  await firstFreeStep(outDir, opts); // refused before anything is made
   const { tasks } = await loadDataset(path.resolve(opts.datasetDir), opts.filters);
   for (const t of tasks) checkTaskTimeouts(t, opts.timeoutMultiplier, opts.agentLimits?.commandTimeoutSec); // one line, before anything starts
   if (tasks.length === 0) throw new Error(`no loadable tasks in ${opts.datasetDir}`);
+  // One live run per --out dir (the eval runner's lock): of two runs on one dir, the second is refused in one
+  // line, and the step numbers are decided again under the lock, so no step is written twice.
+  await mkdir(outDir, { recursive: true });
+  const release = await lockJobDir(outDir);
+  try {
+    return await rolloutSteps(opts, outDir, tasks, await firstFreeStep(outDir, opts));
+  } finally {
+    await release();
+  }
+}
+
+async function rolloutSteps(opts: RolloutOptions, outDir: string, tasks: Task[], firstStep: number): Promise<StepSummary[]> {
   if (opts.policyVersionFile && !existsSync(opts.policyVersionFile)) {
     opts.onNotice?.(`warning: --policy-version-file ${opts.policyVersionFile} does not exist; policy version 0 is assumed until it appears, so no sample is dropped as stale`);
   }
@@ -429,7 +442,7 @@ export function lastStepIn(outDir: string): number {
  * to are never overwritten and no step number appears twice.
  */
 export async function firstFreeStep(outDir: string, opts: { startStep?: number; continue?: boolean }): Promise<number> {
-  const entries = existsSync(outDir) ? readdirSync(outDir) : [];
+  const entries = (existsSync(outDir) ? readdirSync(outDir) : []).filter((e) => e !== LOCK_FILE && e !== `${LOCK_FILE}.takeover`);
   if (entries.length === 0) return opts.startStep ?? 1;
   if (!opts.continue) {
     throw new Error(`--out ${outDir} is not empty; pass --continue to add steps to that rollout, or choose another --out`);

@@ -1,7 +1,8 @@
 // Safety at scale: container ownership and prune selection, unique job ids, rollout --out/--continue/-G
 // guards and the `run --task` typo guard. Engine-free; the real-container side is in test/e2e/jobs/scale.test.ts.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -9,7 +10,9 @@ import { after, test } from "node:test";
 import { checkTaskArgument } from "../../../src/cli/run.js";
 import { ensureJobId, JOB_ID_FILE, readJobId, resolveJobRef } from "../../../src/jobs/identity.js";
 import { runTrial } from "../../../src/trial/trial.js";
-import { checkGroupSize, firstFreeStep, lastStepIn } from "../../../src/jobs/rollout.js";
+import { checkGroupSize, firstFreeStep, lastStepIn, runRollout } from "../../../src/jobs/rollout.js";
+import { currentOwner, LOCK_FILE } from "../../../src/jobs/lock.js";
+import { modelConfigFromOptions } from "../../../src/model/client.js";
 import {
   JOB_DIR_LABEL,
   JOB_ID_LABEL,
@@ -117,6 +120,42 @@ test("rollout --out: empty starts at 1; non-empty refused without --continue; --
   assert.equal(await firstFreeStep(out, { continue: true }), 4);
   await assert.rejects(firstFreeStep(out, { continue: true, startStep: 3 }), /already has step 3/);
   assert.equal(await firstFreeStep(out, { continue: true, startStep: 10 }), 10);
+});
+
+test("rollout --out is one live run's: a dir another running rollout holds is refused in one line, nothing written", async (t) => {
+  const out = path.join(tmp, "rollout-locked");
+  await mkdir(out, { recursive: true });
+  const holder = spawn("sleep", ["60"], { stdio: "ignore" }); // the other run: a live process on this host
+  t.after(() => holder.kill("SIGKILL"));
+  const owner = { ...currentOwner(), pid: holder.pid!, start: processStartTime(holder.pid!) ?? null };
+  await writeFile(path.join(out, LOCK_FILE), `${JSON.stringify(owner)}\n`);
+  assert.equal(await firstFreeStep(out, {}), 1, "the lock file alone does not make the dir non-empty");
+  const opts = {
+    datasetDir: path.join(EXAMPLES, "hello-file"),
+    outDir: out,
+    runName: "locked",
+    steps: 1,
+    uniqueTasks: 1,
+    samplesPerTask: 2,
+    concurrency: 1,
+    maxGroupsPerStep: 1,
+    timeoutMultiplier: 1,
+    imageMap: {},
+    backend: "local" as const,
+    unsafe: true,
+    network: "task" as const,
+    seed: 1,
+    maxStaleness: 4,
+    model: modelConfigFromOptions({ baseUrl: "http://127.0.0.1:9/v1", profile: "train" }), // never asked
+  };
+  await assert.rejects(runRollout(opts), (e: Error) => e.message.includes(`is in use by process ${holder.pid}`) && !e.message.includes("\n"));
+  assert.deepEqual(readdirSync(out), [LOCK_FILE], "nothing of the refused run is written");
+  holder.kill("SIGKILL");
+  await new Promise((resolve) => holder.once("exit", resolve));
+  // its owner gone, the lock is taken over and the run goes on (0 steps: no model server is needed)
+  assert.deepEqual(await runRollout({ ...opts, steps: 0 }), []);
+  assert.ok(!readdirSync(out).includes(LOCK_FILE), "the lock is released when the run ends");
+  assert.ok(readdirSync(out).includes("rollout.json"));
 });
 
 test("rollout -G below 2 is refused", () => {
