@@ -24,6 +24,20 @@ umask 077
 "${T[mkdir]}" -p "$d" 2>/dev/null || { ctl "F cannot create $d"; exit 3; }
 exec {nap}<> <(:)
 cd /
+# Does a process still hold a write end of the pipe that reader $1 reads (its fd 0)? Every /proc/<pid>/fd link
+# that stats to the same pipe and is open for writing, except the two readers' own (a starting stderr reader
+# holds the stdout pipe until its first line closes it).
+writer() {
+  local p=/proc/$1/fd/0 f k v
+  [[ -e $p ]] || return 1
+  for f in /proc/[0-9]*/fd/*; do
+    [[ $f == /proc/$po/* || $f == /proc/$pe/* || ! $f -ef $p ]] && continue
+    while read -r k v; do
+      [[ $k == flags: ]] && { (( 8#$v & 3 )) && return 0; break; }
+    done < "${f%/fd/*}/fdinfo/${f##*/}"
+  done 2>/dev/null
+  return 1
+}
 run() {
   local id=$1 t=$2 cap=$3 cwd=$4 n=$5; shift 5
   local -a envs=("${@:1:n}"); shift "$n"
@@ -47,9 +61,13 @@ run() {
   printf '%s' "$pid" > "$d/$id.pid"
   exec {fo}>&- {fe}>&-
   wait "$pid"; rc=$?
-  # the readers end at EOF; a background process still holding the pipes must not hold the answer (its
-  # output so far is already in the files)
-  ( read -t 0.2 -u "$nap"; kill "$po" "$pe" 2>/dev/null ) & w=$!
+  # the readers end at EOF. A background process still holding the pipes must not hold the answer: after a
+  # grace the readers are stopped (its output so far is in the files). Without such a writer the readers are
+  # waited for (up to 30 s): on a loaded machine they may start late, and what is still in a pipe is output.
+  ( read -t 0.2 -u "$nap"
+    end=$((SECONDS + 30))
+    while (( SECONDS < end )); do writer "$po" || writer "$pe" && break; read -t 0.1 -u "$nap"; done
+    kill "$po" "$pe" 2>/dev/null ) & w=$!
   wait "$po" "$pe" 2>/dev/null
   kill "$w" 2>/dev/null
   ctl "D $id $rc"

@@ -1,83 +1,11 @@
-// One live runner per job dir. The lock file is created exclusively (O_EXCL), so of two runs that start together
-// exactly one gets it; it names its owner (pid, host, process start time, user). Another run's lock is taken over
-// only when that owner is provably gone: same host, and the pid is dead or now belongs to a process started at
-// another time (a reused pid). A lock from another host, or one that cannot be read, is never taken over: the
-// error says which file to remove.
-import { readFileSync, unlinkSync } from "node:fs";
-import { open, readFile, rm } from "node:fs/promises";
-import os from "node:os";
+// One live runner per job dir (and per rollout --out dir): the owner lock of util/lockFile.ts as `<dir>/.lock`.
+// A lock from another host, or one that cannot be read, is never taken over: the error says which file to remove.
 import path from "node:path";
-import { z } from "zod";
-import { pidAlive, processStartTime } from "../sandbox/owner.js";
+import { describeOwner, tryLock } from "../util/lockFile.js";
+
+export { currentOwner, LockOwner } from "../util/lockFile.js";
 
 export const LOCK_FILE = ".lock";
-
-export const LockOwner = z.object({
-  pid: z.number().int().positive(),
-  host: z.string().min(1),
-  /** /proc/<pid>/stat field 22 (clock ticks after boot); null where there is no /proc. */
-  start: z.string().nullable(),
-  user: z.string(),
-  created_at: z.string(),
-});
-export type LockOwner = z.infer<typeof LockOwner>;
-
-/** This process as a lock owner. */
-export function currentOwner(): LockOwner {
-  let user = "";
-  try {
-    user = os.userInfo().username;
-  } catch {
-    user = String(process.getuid?.() ?? "");
-  }
-  return { pid: process.pid, host: os.hostname(), start: processStartTime(process.pid) ?? null, user, created_at: new Date().toISOString() };
-}
-
-export type Verdict = "alive" | "gone" | "foreign" | "unreadable";
-
-/** Whether a lock's owner still runs; "gone" only when that is certain. */
-export function judgeOwner(owner: LockOwner | null): Verdict {
-  if (!owner) return "unreadable";
-  if (owner.host !== os.hostname()) return "foreign";
-  if (!pidAlive(owner.pid)) return "gone";
-  const now = processStartTime(owner.pid);
-  if (owner.start && now && owner.start !== now) return "gone"; // the pid now belongs to another process
-  return "alive";
-}
-
-/** The owner a lock file names: the JSON of LockOwner, or a bare pid (an older tmax's lock); null when unreadable. */
-export function parseOwner(text: string): LockOwner | null {
-  const trimmed = text.trim();
-  if (/^\d+$/.test(trimmed) && Number(trimmed) > 0) return { pid: Number(trimmed), host: os.hostname(), start: null, user: "", created_at: "" };
-  try {
-    const parsed = LockOwner.safeParse(JSON.parse(trimmed));
-    return parsed.success ? parsed.data : null;
-  } catch {
-    return null;
-  }
-}
-
-function describe(owner: LockOwner | null, verdict: Verdict): string {
-  if (!owner) return "by a lock that cannot be read (a run that is starting, or one that died while writing it)";
-  const who = `process ${owner.pid}${owner.user ? ` of ${owner.user}` : ""}`;
-  return verdict === "foreign" ? `by ${who} on host ${owner.host}, which tmax cannot check from here` : `by ${who}${owner.created_at ? ` (since ${owner.created_at})` : ""}`;
-}
-
-async function createExclusive(file: string, owner: LockOwner): Promise<boolean> {
-  let handle;
-  try {
-    handle = await open(file, "wx", 0o644);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw err;
-  }
-  try {
-    await handle.writeFile(`${JSON.stringify(owner)}\n`);
-  } finally {
-    await handle.close();
-  }
-  return true;
-}
 
 /**
  * Takes the job dir's lock or throws one line saying who holds it and how to force it. The returned function
@@ -86,68 +14,7 @@ async function createExclusive(file: string, owner: LockOwner): Promise<boolean>
  */
 export async function lockJobDir(jobDir: string): Promise<() => Promise<void>> {
   const file = path.join(jobDir, LOCK_FILE);
-  const me = currentOwner();
-  const mine = `${JSON.stringify(me)}\n`;
-  for (let tries = 0; tries < 200; tries++) {
-    if (await createExclusive(file, me)) return releaser(file, mine);
-    const seen = await readFile(file, "utf8").catch(() => null);
-    if (seen === null) continue; // released meanwhile: try again
-    const owner = parseOwner(seen);
-    const verdict = judgeOwner(owner);
-    if (verdict !== "gone") {
-      throw new Error(`job dir ${jobDir} is in use ${describe(owner, verdict)}; if that run is over, remove ${file} and run again`);
-    }
-    await takeOver(file, seen, me);
-  }
-  throw new Error(`job dir ${jobDir}: could not take its lock (${file} keeps changing); try again`);
-}
-
-/**
- * Removes a lock judged stale, if it is still that one. Takeovers go one at a time through a guard file (also
- * created exclusively), so of two runs that judged the same lock stale, the second finds the first's fresh lock
- * instead and leaves it. A guard whose holder died (within the few milliseconds it is held) is removed.
- */
-async function takeOver(file: string, stale: string, me: LockOwner): Promise<void> {
-  const guard = `${file}.takeover`;
-  if (!(await createExclusive(guard, me))) {
-    const held = await readFile(guard, "utf8").catch(() => null);
-    if (held !== null && judgeOwner(parseOwner(held)) === "gone") await rm(guard, { force: true });
-    else await new Promise((r) => setTimeout(r, 20));
-    return;
-  }
-  try {
-    if ((await readFile(file, "utf8").catch(() => null)) === stale) await rm(file, { force: true });
-  } finally {
-    await rm(guard, { force: true });
-  }
-}
-
-function releaser(file: string, mine: string): () => Promise<void> {
-  let released = false;
-  const removeIfMine = () => {
-    if (released) return;
-    released = true;
-    try {
-      if (readFileSync(file, "utf8") === mine) unlinkSync(file);
-    } catch {
-      // already gone
-    }
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    removeIfMine();
-    detach();
-    process.kill(process.pid, signal); // the default action, now that the lock is gone
-  };
-  // take a signal only when nobody else does (the CLI's own handlers exit through process.exit: "exit" covers that)
-  const signals = (["SIGINT", "SIGTERM"] as const).filter((s) => process.listenerCount(s) === 0);
-  const detach = () => {
-    process.off("exit", removeIfMine);
-    for (const s of signals) process.off(s, onSignal);
-  };
-  process.on("exit", removeIfMine);
-  for (const s of signals) process.on(s, onSignal);
-  return async () => {
-    removeIfMine();
-    detach();
-  };
+  const got = await tryLock(file);
+  if ("release" in got) return got.release;
+  throw new Error(`job dir ${jobDir} is in use ${describeOwner(got.owner, got.verdict)}; if that run is over, remove ${file} and run again`);
 }

@@ -44,6 +44,5 @@ export {
   ownerLabels,
   ownership,
   prunable,
-  processStartTime,
   type PruneFilter,
 } from "./owner.js";

@@ -1,8 +1,8 @@
 // Who owns a container: every sandbox carries the id of its job and the pid, start time and host of the tmax
 // process that created it, so `tmax sandbox prune` removes only containers whose owner is gone, never another
 // user's running trials on a shared engine.
-import { readFileSync } from "node:fs";
 import os from "node:os";
+import { pidAlive, processStartTime } from "../util/process.js";
 import type { PruneCandidate } from "./types.js";
 
 /** The job/run a container belongs to: a UUID stored in the job dir (never the dir name, which can repeat). */
@@ -15,18 +15,6 @@ export const OWNER_HOST_LABEL = "io.tmax.owner-host";
 export const OWNER_START_LABEL = "io.tmax.owner-start";
 /** Set when TMAX_TEST_RUN is in the environment: lets a test suite count only its own containers. */
 export const TEST_RUN_LABEL = "io.tmax.test-run";
-
-/** Start time of `pid` in clock ticks after boot, or undefined when it does not exist (or no /proc). */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // the command name (field 2) may hold spaces and parentheses: fields after the last ')' are fixed
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[19]; // field 22 overall: starttime
-  } catch {
-    return undefined;
-  }
-}
 
 let cached: Record<string, string> | undefined;
 
@@ -58,15 +46,6 @@ export function ownership(labels: Record<string, string> | undefined): Ownership
   const now = processStartTime(pid);
   if (start && now && start !== now) return "gone"; // the pid was reused by another process
   return "alive";
-}
-
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
-  }
 }
 
 /** What `prune` removes: one job's containers, every tmax container, or (default) those whose owner is gone. */

@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { isWithin } from "../util/fs.js";
+import { describeOwner, tryLock } from "../util/lockFile.js";
 import { isDir } from "./files.js";
 import { findDataset, loadRegistry, parseDatasetRef, type RegistryDataset, type RegistryTask } from "./registry.js";
 
@@ -252,32 +253,19 @@ function safeSegment(s: string): string {
   return out || "_";
 }
 
-/** An exclusive lock file holding our pid; a lock whose pid is dead is taken over. Waits up to `timeoutMs`. */
+/**
+ * The dataset cache's lock: util/lockFile.ts's owner lock (a dead owner or a reused pid is taken over; a live one,
+ * another host's or an unreadable lock is waited for). Waits up to `timeoutMs`, then one line naming the file.
+ */
 export async function acquireLock(file: string, timeoutMs = 15 * 60_000): Promise<() => Promise<void>> {
   await mkdir(path.dirname(file), { recursive: true });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    try {
-      await writeFile(file, String(process.pid), { flag: "wx" });
-      return () => rm(file, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    const got = await tryLock(file);
+    if ("release" in got) return got.release;
+    if (Date.now() > deadline) {
+      throw new Error(`${file} is held ${describeOwner(got.owner, got.verdict)} (another tmax pulling the same dataset); if none is, remove ${file}`);
     }
-    const pid = Number(await readFile(file, "utf8").catch(() => "0"));
-    if (!pid || !alive(pid)) {
-      await rm(file, { force: true });
-      continue;
-    }
-    if (Date.now() > deadline) throw new Error(`${file} is held by process ${pid} (another tmax pulling the same dataset)`);
     await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import http from "node:http";
-import { processStartTime } from "../../src/sandbox/owner.js";
+import { processStartTime } from "../../src/util/process.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const EXAMPLES = path.join(ROOT, "examples/tasks");

@@ -10,7 +10,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
 import { LOCK_FILE, currentOwner, lockJobDir, type LockOwner } from "../../../src/jobs/lock.js";
-import { processStartTime } from "../../../src/sandbox/owner.js";
+import { processStartTime } from "../../../src/util/process.js";
 
 const CHILD = path.resolve(import.meta.dirname, "../../support/lockChild.ts");
 

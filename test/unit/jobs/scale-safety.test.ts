@@ -22,9 +22,9 @@ import {
   TEST_RUN_LABEL,
   ownerLabels,
   ownership,
-  processStartTime,
   prunable,
 } from "../../../src/sandbox/owner.js";
+import { processStartTime } from "../../../src/util/process.js";
 import type { SandboxBackend, SandboxSpec } from "../../../src/sandbox/types.js";
 import { loadTask } from "../../../src/tasks/load.js";
 import { EXAMPLES } from "../../support/env.js";

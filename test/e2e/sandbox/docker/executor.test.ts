@@ -109,6 +109,36 @@ for (const mode of ["resident", "exec"] as const) {
       assert.match(ps.stdout.replaceAll("\0", " "), /sleep 30/);
     });
 
+    test("output still in the pipe when the command ends is kept, however late the readers run (a loaded machine)", async (t) => {
+      const sb = await sandbox(t);
+      // The command finds the processes reading its stdout and stderr (the resident executor's `head` readers),
+      // stops them, has a detached process (holding none of the pipes) continue them 1.5 s later, prints and
+      // exits: the readers start reading only long after the command ended, as on a machine at load 30.
+      const script = `
+        for _ in $(seq 100); do
+          stopped=
+          for f in /proc/[0-9]*/fd/0; do
+            p=\${f#/proc/}; p=\${p%%/*}
+            [ "$(cat /proc/$p/comm 2>/dev/null)" = head ] || continue
+            if [ $f -ef /proc/$$/fd/1 ] || [ $f -ef /proc/$$/fd/2 ]; then stopped="$stopped $p"; fi
+          done
+          [ $(echo $stopped | wc -w) = 2 ] && break
+          sleep 0.02
+        done
+        [ -n "$stopped" ] && kill -STOP $stopped
+        setsid sh -c "sleep 1.5; kill -CONT $stopped" </dev/null >/dev/null 2>&1 &
+        echo "readers stopped:$stopped"
+        seq 1 2000 | tail -n 1 >&2`;
+      const t0 = Date.now();
+      const r = await sb.exec(["bash", "-c", script]);
+      const readers = r.stdout.replace(/^readers stopped:/, "").trim().split(/\s+/).filter(Boolean);
+      assert.equal(readers.length, mode === "resident" ? 2 : 0, r.stdout);
+      assert.match(r.stdout, /^readers stopped:( \d+)*\n$/);
+      assert.equal(r.stderr, "2000\n");
+      assert.equal(r.exitCode, 0);
+      if (mode === "resident") assert.ok(Date.now() - t0 >= 1400, "the answer waited for the readers");
+    });
+
     test("commands at the same time get their own results", async (t) => {
       const sb = await sandbox(t);
       const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => sb.exec(["sh", "-c", `sleep 0.$((${i} % 3)); echo ${i}; echo e${i} >&2; exit ${i}`])));
