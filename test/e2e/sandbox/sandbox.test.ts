@@ -391,7 +391,8 @@ describe("docker backend", { skip: ENGINE_SKIP }, () => {
   });
 
   test("concurrent builds of one context run once", async (t) => {
-    const context = await buildContext(t, `FROM ${BASE_IMAGE}\nRUN echo building-once\n`);
+    // a context of this run's own: an image left by an interrupted earlier run would make every build a cache hit
+    const context = await buildContext(t, `FROM ${BASE_IMAGE}\nRUN echo building-once # ${process.pid}-${Date.now()}\n`);
     let builds = 0;
     const onLog = (line: string) => {
       if (line.trim() === "building-once") builds++;
