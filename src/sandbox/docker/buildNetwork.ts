@@ -116,7 +116,8 @@ export async function podmanCliBuild(
     ];
     const log: string[] = [];
     const code = await new Promise<number>((resolve, reject) => {
-      const child = spawn("podman", args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TMPDIR: tmp } });
+      // cwd: the build's own temp dir, never the user's (the engine's helpers may leave files there, e.g. an `oom` marker)
+      const child = spawn("podman", args, { cwd: tmp, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TMPDIR: tmp } });
       const onAbort = () => child.kill("SIGKILL");
       o.signal.addEventListener("abort", onAbort, { once: true });
       let partial = "";
