@@ -8,7 +8,7 @@ import type { AgentEvent, AgentLimits } from "../agent/loop.js";
 import type { TrialEvent } from "./runner.js";
 import type { Trajectory } from "../agent/schema.js";
 import { ensureJobId } from "./identity.js";
-import { LOCK_FILE, lockJobDir } from "./lock.js";
+import { isLockEntry, lockJobDir } from "./lock.js";
 import { runTrial, type TrialSettings } from "../trial/trial.js";
 import type { TrialResult } from "../results/schema.js";
 import { createModelClient } from "../model/client.js";
@@ -442,7 +442,7 @@ export function lastStepIn(outDir: string): number {
  * to are never overwritten and no step number appears twice.
  */
 export async function firstFreeStep(outDir: string, opts: { startStep?: number; continue?: boolean }): Promise<number> {
-  const entries = (existsSync(outDir) ? readdirSync(outDir) : []).filter((e) => e !== LOCK_FILE && e !== `${LOCK_FILE}.takeover`);
+  const entries = (existsSync(outDir) ? readdirSync(outDir) : []).filter((e) => !isLockEntry(e));
   if (entries.length === 0) return opts.startStep ?? 1;
   if (!opts.continue) {
     throw new Error(`--out ${outDir} is not empty; pass --continue to add steps to that rollout, or choose another --out`);

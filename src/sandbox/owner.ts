@@ -2,7 +2,7 @@
 // process that created it, so `tmax sandbox prune` removes only containers whose owner is gone, never another
 // user's running trials on a shared engine.
 import os from "node:os";
-import { pidAlive, processStartTime } from "../util/process.js";
+import { processGone, processStartTime } from "../util/process.js";
 import type { PruneCandidate } from "./types.js";
 
 /** The job/run a container belongs to: a UUID stored in the job dir (never the dir name, which can repeat). */
@@ -41,11 +41,7 @@ export function ownership(labels: Record<string, string> | undefined): Ownership
   const host = labels?.[OWNER_HOST_LABEL];
   if (!Number.isInteger(pid) || pid <= 0 || !host) return "unknown";
   if (host !== os.hostname()) return "unknown";
-  if (!pidAlive(pid)) return "gone";
-  const start = labels?.[OWNER_START_LABEL];
-  const now = processStartTime(pid);
-  if (start && now && start !== now) return "gone"; // the pid was reused by another process
-  return "alive";
+  return processGone(pid, labels?.[OWNER_START_LABEL]) ? "gone" : "alive";
 }
 
 /** What `prune` removes: one job's containers, every tmax container, or (default) those whose owner is gone. */

@@ -7,7 +7,7 @@ import { readFileSync, unlinkSync } from "node:fs";
 import { open, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import { z } from "zod";
-import { pidAlive, processStartTime } from "./process.js";
+import { processGone, processStartTime } from "./process.js";
 
 export const LockOwner = z.object({
   pid: z.number().int().positive(),
@@ -36,10 +36,7 @@ export type Verdict = "alive" | "gone" | "foreign" | "unreadable";
 export function judgeOwner(owner: LockOwner | null): Verdict {
   if (!owner) return "unreadable";
   if (owner.host !== os.hostname()) return "foreign";
-  if (!pidAlive(owner.pid)) return "gone";
-  const now = processStartTime(owner.pid);
-  if (owner.start && now && owner.start !== now) return "gone"; // the pid now belongs to another process
-  return "alive";
+  return processGone(owner.pid, owner.start) ? "gone" : "alive";
 }
 
 /** The owner a lock file names: the JSON of LockOwner, or a bare pid (an older tmax's lock); null when unreadable. */
@@ -100,13 +97,16 @@ export function describeOwner(owner: LockOwner | null, verdict: Verdict): string
   return verdict === "foreign" ? `by ${who} on host ${owner.host}, which tmax cannot check from here` : `by ${who}${owner.created_at ? ` (since ${owner.created_at})` : ""}`;
 }
 
+/** The guard file a takeover of lock `file` holds for a few milliseconds (beside the lock). */
+export const takeoverGuard = (file: string): string => `${file}.takeover`;
+
 /**
  * Removes a lock judged stale, if it is still that one. Takeovers go one at a time through a guard file (also
  * created exclusively), so of two runs that judged the same lock stale, the second finds the first's fresh lock
  * instead and leaves it. A guard whose holder died (within the few milliseconds it is held) is removed.
  */
 async function takeOver(file: string, stale: string, me: LockOwner): Promise<void> {
-  const guard = `${file}.takeover`;
+  const guard = takeoverGuard(file);
   if (!(await createExclusive(guard, me))) {
     const held = await readFile(guard, "utf8").catch(() => null);
     if (held !== null && judgeOwner(parseOwner(held)) === "gone") await rm(guard, { force: true });

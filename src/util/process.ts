@@ -23,3 +23,13 @@ export function pidAlive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
   }
 }
+
+/**
+ * Whether the process once seen as `pid` (started at `start`, when known) has certainly ended: the pid is dead,
+ * or it now belongs to a process started at another time (a reused pid).
+ */
+export function processGone(pid: number, start?: string | null): boolean {
+  if (!pidAlive(pid)) return true;
+  const now = processStartTime(pid);
+  return Boolean(start && now && start !== now);
+}
